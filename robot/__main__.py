@@ -1,0 +1,5 @@
+"""python -m robot"""
+
+from robot.cli import main
+
+main()

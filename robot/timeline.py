@@ -1,0 +1,34 @@
+"""The case timeline: append an event; never update or delete one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from robot.models import Event, utcnow
+
+
+def record(
+    session: Session,
+    case_id: int | None,
+    kind: str,
+    actor: str,
+    data: Mapping[str, Any] | None = None,
+    *,
+    attempt_id: int | None = None,
+    at: datetime | None = None,
+) -> Event:
+    """Add one event to a case's timeline (flushed with the caller's transaction)."""
+    event = Event(
+        case_id=case_id,
+        kind=kind,
+        actor=actor,
+        data=dict(data or {}),
+        attempt_id=attempt_id,
+        at=at or utcnow(),
+    )
+    session.add(event)
+    return event
