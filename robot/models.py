@@ -278,6 +278,11 @@ class Attempt(Base):
     state: Mapped[str] = mapped_column(String(12), default=AttemptState.SCHEDULED)
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None]
+    #: When a worker first took this attempt; a later claim (the first worker died) checks
+    #: the provider for a call made since then before placing another.
+    first_claimed_at: Mapped[datetime | None]
+    #: Work for the worker on a live call (e.g. "voicemail": leave the voicemail message).
+    pending_command: Mapped[str | None] = mapped_column(String(20))
     #: How many times the provider answered with a transient error for this attempt.
     tries: Mapped[int] = mapped_column(Integer, default=0)
     provider_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -380,13 +385,15 @@ class Callback(Base):
     done_at: Mapped[datetime | None]
 
 
-class WorkerPulse(Base):
-    """Shared pacing state: provider slots used per second, and a 429 slow-down."""
+class PacingState(Base):
+    """Provider pacing shared by every worker, one row per channel."""
 
     __tablename__ = "pacing"
 
-    name: Mapped[str] = mapped_column(String(20), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    #: Unix time of the next free send slot (slots are 1/rate apart: no burst above the rate).
+    next_slot: Mapped[float] = mapped_column(Float, default=0.0)
     #: Unix time before which nobody sends on this channel (set after a 429).
     backoff_until: Mapped[float] = mapped_column(Float, default=0.0)
-    window_start: Mapped[float] = mapped_column(Float, default=0.0)
-    used: Mapped[int] = mapped_column(Integer, default=0)
+    #: Consecutive 429s, for the exponential slow-down.
+    strikes: Mapped[int] = mapped_column(Integer, default=0)

@@ -6,4 +6,11 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    return None
+    from robot.voice.audio import create_audio_blueprint
+    from robot.webhooks.calls import bp as calls_bp
+    from robot.webhooks.messages import bp as messages_bp
+
+    app.register_blueprint(calls_bp)
+    app.register_blueprint(messages_bp)
+    settings = app.extensions["robot"].settings
+    app.register_blueprint(create_audio_blueprint(settings.voice.cache_dir))

@@ -135,3 +135,10 @@ def source(sessions: sessionmaker[Session]) -> NewSource:
 @pytest.fixture
 def auth(source: NewSource) -> dict[str, str]:
     return {"Authorization": f"Bearer {source.api_key}"}
+
+
+@pytest.fixture(autouse=True)
+def _quiet_werkzeug() -> None:
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from robot.intake.validation import WarningInput
 from robot.models import Case, CaseState, Contact, IncomingWarning, Risk
-from robot.sources import Caller
 from robot.phones import mask
+from robot.sources import Caller
 from robot.timeline import record
 
 #: How often one warning is retried after losing a race; two is already rare.

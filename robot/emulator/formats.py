@@ -1,0 +1,28 @@
+"""Identifiers, dates and phone numbers in the shapes Twilio uses."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+API_VERSION = "2010-04-01"
+
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+
+
+def new_sid(prefix: str) -> str:
+    """``CA``/``SM``… followed by 32 lowercase hex digits."""
+    return prefix + secrets.token_hex(16)
+
+
+def rfc2822(timestamp: float | None) -> str | None:
+    """``Tue, 31 Aug 2010 20:36:28 +0000`` for a Unix time (None stays None)."""
+    if timestamp is None:
+        return None
+    return format_datetime(datetime.fromtimestamp(int(timestamp), UTC))
+
+
+def is_e164(number: str) -> bool:
+    return bool(_E164.match(number))

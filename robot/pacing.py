@@ -1,0 +1,86 @@
+"""Provider pacing shared by every worker: send slots per channel, and a slow-down after a 429.
+
+Slots are spaced 1/rate seconds apart (a zero-burst GCRA), so no one-second window ever holds
+more than the rate, whichever worker takes them. The state lives in the database.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from robot.models import PacingState
+
+
+class Pacer:
+    def __init__(self, sessions: sessionmaker[Session], rates: dict[str, float]) -> None:
+        self._sessions = sessions
+        self._rates = rates
+
+    def ensure_rows(self) -> None:
+        for channel in self._rates:
+            try:
+                with self._sessions.begin() as session:
+                    if session.get(PacingState, channel) is None:
+                        session.add(
+                            PacingState(
+                                channel=channel, next_slot=0.0, backoff_until=0.0, strikes=0
+                            )
+                        )
+            except IntegrityError:
+                pass  # another worker created it
+
+    def blocked_until(self, channel: str) -> float:
+        with self._sessions() as session:
+            value = session.scalar(
+                select(PacingState.backoff_until).where(PacingState.channel == channel)
+            )
+        return float(value or 0.0)
+
+    def take_slot(self, channel: str, horizon: float = 1.0) -> float | None:
+        """Reserve the next send slot; returns its Unix time, or None if it is beyond ``horizon``."""
+        rate = self._rates.get(channel, 0.0)
+        now = time.time()
+        if rate <= 0:
+            return now
+        spacing = 1.0 / rate
+        for _ in range(20):
+            with self._sessions.begin() as session:
+                row = session.execute(
+                    select(PacingState.next_slot, PacingState.backoff_until).where(
+                        PacingState.channel == channel
+                    )
+                ).one()
+                slot = max(row.next_slot, now, row.backoff_until)
+                if slot - now > horizon:
+                    return None
+                # Compare-and-swap on the slot we read: a concurrent worker makes us retry.
+                result = session.execute(
+                    update(PacingState)
+                    .where(PacingState.channel == channel, PacingState.next_slot == row.next_slot)
+                    .values(next_slot=slot + spacing)
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    return slot
+        return None
+
+    def rate_limited(self, channel: str) -> float:
+        """A 429: every worker holds this channel back, longer after each strike in a row."""
+        with self._sessions.begin() as session:
+            row = session.get(PacingState, channel, with_for_update=True)
+            if row is None:
+                return 0.0
+            row.strikes = min(row.strikes + 1, 6)
+            row.backoff_until = max(row.backoff_until, time.time() + 0.25 * 2**row.strikes)
+            return row.backoff_until
+
+    def succeeded(self, channel: str) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                update(PacingState)
+                .where(PacingState.channel == channel, PacingState.strikes > 0)
+                .values(strikes=0)
+            )

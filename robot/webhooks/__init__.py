@@ -1,0 +1,1 @@
+"""Twilio-facing endpoints: signed, idempotent, and never calling out."""

@@ -1,0 +1,134 @@
+"""SMS status callbacks, and people texting or calling the robot's number back."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Response, request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from robot import casework
+from robot.app import services
+from robot.dispatch import block_channels
+from robot.models import Case, CaseState, Channel, utcnow
+from robot.telephony.twiml import Document
+from robot.timeline import record
+from robot.webhooks.calls import PERSON, PROVIDER, _content, _urls, attempt_for, empty, twiml
+from robot.webhooks.outcomes import apply_sms_status
+from robot.webhooks.security import twilio_signed
+
+bp = Blueprint("twilio_messages", __name__)
+
+#: Replies that mean "understood": the person read the warning.
+_CONFIRM = re.compile(r"^\s*(1|ok|okay|yes|y|got it|understood|收到|好|好的|明白|知道了|已知晓)\s*[.!。！]?\s*$", re.IGNORECASE)
+#: SMS failures that will not change by retrying: stop SMS to this number.
+PERMANENT_SMS_CODES = {"30005", "30006", "21610", "21614", "30004"}
+
+
+@bp.post("/twilio/sms/<code>/status")
+@twilio_signed
+def sms_status(code: str) -> Response:
+    with attempt_for(code) as ctx:
+        if ctx is None:
+            return empty()
+        now = utcnow()
+        if apply_sms_status(ctx.attempt, request.form, now):
+            record(ctx.session, ctx.case.id, "sms.status", PROVIDER, dict(request.form), attempt_id=ctx.attempt.id, at=now)
+            if ctx.attempt.outcome is not None:
+                record(ctx.session, ctx.case.id, "attempt.finished", PROVIDER, {"channel": "sms", "outcome": ctx.attempt.outcome}, attempt_id=ctx.attempt.id, at=now)
+                code_ = ctx.attempt.error_code
+                if code_ in PERMANENT_SMS_CODES and ctx.attempt.to_phone == ctx.case.phone:
+                    blocked = block_channels(ctx.case, Channel.SMS.value, int(code_))
+                    record(ctx.session, ctx.case.id, "channel.blocked", PROVIDER, {"channels": blocked, "code": code_}, at=now)
+                casework.touch(ctx.case, now)
+        return empty()
+
+
+def _case_for(session: Session, number: str) -> Case | None:
+    """The open case for the number, else its most recent one."""
+    case = session.scalar(select(Case).where(Case.open_key == number).with_for_update())
+    if case is None:
+        case = session.scalar(select(Case).where(Case.phone == number).order_by(Case.opened_at.desc()).limit(1))
+    return case
+
+
+@bp.post("/twilio/inbound/sms")
+@twilio_signed
+def inbound_sms() -> Response:
+    svc = services()
+    sender, body = request.form.get("From", ""), (request.form.get("Body") or "")[:1600]
+    with svc.sessions.begin() as session:
+        case = _case_for(session, sender)
+        if case is None:
+            return empty()
+        now = utcnow()
+        record(session, case.id, "sms.inbound", PERSON, dict(request.form), at=now)
+        if case.state != CaseState.CLOSED.value:
+            if _CONFIRM.match(body):
+                casework.confirm(session, case, PERSON, "sms", now)
+            else:
+                # Anything else from a possible victim deserves a human reading it.
+                casework.escalate(session, case, "the person replied by SMS", PERSON, now)
+            svc.waker.in_transaction(session)
+    svc.waker.after_commit()
+    return empty()
+
+
+@bp.post("/twilio/inbound/call")
+@twilio_signed
+def inbound_call() -> Response:
+    """Someone calls the robot's number: their warning if they have a case, else a general word."""
+    svc = services()
+    caller = request.form.get("From", "")
+    content, urls = _content(), _urls()
+    with svc.sessions.begin() as session:
+        case = _case_for(session, caller)
+        has_case = case is not None and case.state != CaseState.CLOSED.value
+        if case is not None:
+            record(session, case.id, "call.inbound", PERSON, dict(request.form))
+        speech = content.speech("inbound_greeting", case if has_case else None, has_case=has_case)
+        if has_case:
+            speech += content.speech("warning_call", case)
+        speech += content.speech("key_menu", case if has_case else None)
+    doc = Document().gather(urls.inbound_gather(), speech)
+    return twiml(doc.speak(content.speech("goodbye", None)).hangup())
+
+
+@bp.post("/twilio/inbound/gather")
+@twilio_signed
+def inbound_gather() -> Response:
+    svc = services()
+    caller, digits = request.form.get("From", ""), (request.form.get("Digits") or "")[:1]
+    content, urls = _content(), _urls()
+    with svc.sessions.begin() as session:
+        case = _case_for(session, caller)
+        now = utcnow()
+        open_case = case if case is not None and case.state != CaseState.CLOSED.value else None
+        if case is not None:
+            record(session, case.id, "call.key", PERSON, {"digits": digits, "inbound": True}, at=now)
+        if digits == "1" and open_case is not None:
+            casework.confirm(session, open_case, PERSON, "inbound call", now)
+            return twiml(Document().speak(content.speech("confirmed_thanks", open_case)).hangup())
+        if digits == "3" and open_case is not None:
+            casework.escalate(session, open_case, "already paid (called in)", PERSON, now, critical=True)
+            return twiml(Document().speak(content.speech("already_paid", open_case)).hangup())
+        if digits in ("2", "3"):
+            doc = Document().speak(content.speech("connecting", open_case))
+            return twiml(doc.dial(svc.settings.center.call_center_number, urls.inbound_dial()))
+    return twiml(Document().speak(content.speech("goodbye", None)).hangup())
+
+
+@bp.post("/twilio/inbound/dial")
+@twilio_signed
+def inbound_dial() -> Response:
+    svc = services()
+    caller, status = request.form.get("From", ""), request.form.get("DialCallStatus", "")
+    with svc.sessions.begin() as session:
+        case = _case_for(session, caller)
+        if case is not None:
+            now = utcnow()
+            record(session, case.id, "call.put_through", PROVIDER, dict(request.form), at=now)
+            if case.state != CaseState.CLOSED.value:
+                casework.escalate(session, case, f"called in and asked for an officer; put-through {status or 'failed'}", PERSON, now, critical=True)
+    return twiml(Document().hangup())

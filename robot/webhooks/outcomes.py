@@ -1,0 +1,92 @@
+"""Apply provider callbacks to attempts: monotonic, idempotent, order-tolerant."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from robot.models import Attempt, AttemptState, Outcome
+
+CALL_TERMINAL = {"completed", "busy", "failed", "no-answer", "canceled"}
+SMS_RANK = {"accepted": 0, "queued": 1, "sending": 2, "sent": 3, "delivered": 4, "undelivered": 4, "failed": 4, "read": 5}
+SMS_TERMINAL = {"delivered", "undelivered", "failed"}
+#: A person who hangs up within this many seconds of answering did not hear the warning.
+EARLY_HANGUP_SECONDS = 10
+
+_FINAL_STATES = {AttemptState.FINISHED.value, AttemptState.CANCELED.value, AttemptState.FAILED.value}
+
+
+def is_final(attempt: Attempt) -> bool:
+    return attempt.state in _FINAL_STATES
+
+
+def apply_call_status(attempt: Attempt, params: Mapping[str, str], now: datetime) -> bool:
+    """Update the attempt from a status callback; False if it changes nothing (stale or repeat)."""
+    if is_final(attempt):
+        return False  # a late "ringing" never undoes "completed"
+    status = params.get("CallStatus", "")
+    sequence = _int(params.get("SequenceNumber"))
+    if sequence is not None:
+        if sequence <= attempt.last_sequence:
+            return False
+        attempt.last_sequence = sequence
+    elif status == attempt.provider_status:
+        return False
+    attempt.provider_sid = attempt.provider_sid or params.get("CallSid")
+    attempt.provider_status = status
+    if status == "in-progress" and attempt.answered_at is None:
+        attempt.answered_at = now
+    if params.get("AnsweredBy") and not attempt.answered_by:
+        attempt.answered_by = params["AnsweredBy"]
+    if status in CALL_TERMINAL:
+        attempt.duration_seconds = _int(params.get("CallDuration"))
+        code = params.get("ErrorCode") or params.get("SipResponseCode")
+        attempt.error_code = attempt.error_code or (code or None)
+        finish(attempt, call_outcome(attempt, status), now)
+    return True
+
+
+def call_outcome(attempt: Attempt, status: str) -> Outcome:
+    if attempt.digits and "1" in attempt.digits:
+        return Outcome.CONFIRMED
+    if (attempt.answered_by or "").startswith("machine") or attempt.answered_by == "fax":
+        return Outcome.VOICEMAIL
+    if status == "completed":
+        if attempt.digits:
+            return Outcome.ANSWERED
+        if (attempt.duration_seconds or 0) < EARLY_HANGUP_SECONDS:
+            return Outcome.HUNG_UP
+        return Outcome.ANSWERED
+    return {"busy": Outcome.BUSY, "no-answer": Outcome.NO_ANSWER, "canceled": Outcome.NO_ANSWER}.get(
+        status, Outcome.FAILED
+    )
+
+
+def apply_sms_status(attempt: Attempt, params: Mapping[str, str], now: datetime) -> bool:
+    if is_final(attempt):
+        return False
+    status = params.get("MessageStatus") or params.get("SmsStatus") or ""
+    if SMS_RANK.get(status, -1) <= SMS_RANK.get(attempt.provider_status or "", -1):
+        return False  # repeated or reordered
+    attempt.provider_sid = attempt.provider_sid or params.get("MessageSid")
+    attempt.provider_status = status
+    if params.get("ErrorCode"):
+        attempt.error_code = params["ErrorCode"]
+    if status in SMS_TERMINAL:
+        outcome = {"delivered": Outcome.DELIVERED, "undelivered": Outcome.UNDELIVERED}.get(status, Outcome.FAILED)
+        finish(attempt, outcome, now)
+    return True
+
+
+def finish(attempt: Attempt, outcome: Outcome, now: datetime) -> None:
+    attempt.outcome = outcome.value
+    attempt.state = AttemptState.FINISHED.value
+    attempt.finished_at = now
+    attempt.lease_until = None
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None

@@ -1,0 +1,171 @@
+"""The worker: the only process that runs APScheduler, used as a clock.
+
+The database is the schedule. Each tick reviews the cases that are due (the policy), runs the
+commands waiting on live calls, and places due attempts. A wake-up from the web process makes
+the tick run at once; polling stays as the fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from robot import escalation, feedback
+from robot.config import Settings
+from robot.db import create_db_engine, create_session_factory
+from robot.dispatch import Dispatcher
+from robot.models import Attempt, AttemptState, Case, Channel, utcnow
+from robot.providers import Provider, ProviderError
+from robot.telephony.twiml import Document
+from robot.timeline import record
+from robot.wakeup import WakeListener
+from robot.webhooks.outcomes import apply_call_status, apply_sms_status
+
+log = logging.getLogger(__name__)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Worker:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], provider: Provider, worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.provider = provider
+        self.worker_id = worker_id or settings.worker.worker_id or default_worker_id()
+        self.dispatcher = Dispatcher(settings, sessions, provider, self.worker_id)
+        self.http = requests.Session()
+        self._dirty = threading.Event()
+
+    def wake(self) -> None:
+        self._dirty.set()
+
+    def tick(self) -> int:
+        """Do everything that is due; loop while there is more (a wake-up may come meanwhile)."""
+        done = 0
+        deadline = time.monotonic() + 5.0
+        while True:
+            self._dirty.clear()
+            now = utcnow()
+            work = escalation.review_due(self.sessions, self.settings, now)
+            work += self.run_commands()
+            work += self.dispatcher.run_once()
+            done += work
+            if (not work and not self._dirty.is_set()) or time.monotonic() > deadline:
+                return done
+
+    def run_commands(self) -> int:
+        """Leave voicemails on calls a machine answered (the webhook only flagged them)."""
+        with self.sessions.begin() as session:
+            query = select(Attempt.id, Attempt.pending_command, Attempt.provider_sid, Attempt.case_id).where(
+                Attempt.pending_command.is_not(None), Attempt.provider_sid.is_not(None)
+            )
+            if session.bind is not None and session.bind.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = session.execute(query.limit(50)).all()
+            if rows:
+                # Taken by this worker: cleared in the same transaction that read them.
+                session.execute(update(Attempt).where(Attempt.id.in_([r.id for r in rows])).values(pending_command=None))
+        for attempt_id, command, sid, case_id in rows:
+            if command != "voicemail":
+                continue
+            with self.sessions() as session:
+                case = session.get(Case, case_id)
+                speech = self.dispatcher.content.speech("voicemail", case)
+            try:
+                self.provider.update_call_twiml(sid, Document().speak(speech).hangup().render())
+                kind, data = "call.voicemail_left", {}
+            except ProviderError as exc:
+                kind, data = "call.voicemail_failed", {"error": exc.message}
+            with self.sessions.begin() as session:
+                record(session, case_id, kind, f"worker:{self.worker_id}", data, attempt_id=attempt_id)
+        return len(rows)
+
+    def deliver_feedback(self) -> int:
+        return feedback.deliver_due(self.sessions, self.settings.feedback, self.worker_id, utcnow(), self.http)
+
+    def reconcile(self) -> int:
+        """Fetch the state of attempts whose callbacks never came."""
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.settings.worker.reconcile_after_seconds / self.settings.time_scale)
+        with self.sessions() as session:
+            stuck = session.execute(
+                select(Attempt.id, Attempt.channel, Attempt.provider_sid)
+                .where(Attempt.state == AttemptState.PLACED.value, Attempt.placed_at < cutoff, Attempt.provider_sid.is_not(None))
+                .limit(50)
+            ).all()
+        fixed = 0
+        for attempt_id, channel, sid in stuck:
+            try:
+                remote = self.provider.fetch_call(sid) if channel == Channel.CALL.value else self.provider.fetch_message(sid)
+            except ProviderError as exc:
+                log.info("reconcile of attempt %s failed: %s", attempt_id, exc.message)
+                continue
+            with self.sessions.begin() as session:
+                attempt = session.get(Attempt, attempt_id, with_for_update=True)
+                if attempt is None:
+                    continue
+                if channel == Channel.CALL.value:
+                    params = {"CallStatus": remote.status, "CallDuration": str(remote.duration or ""), "AnsweredBy": remote.answered_by or ""}
+                    changed = apply_call_status(attempt, params, now)
+                else:
+                    params = {"MessageStatus": remote.status, "ErrorCode": str(remote.error_code or "")}
+                    changed = apply_sms_status(attempt, params, now)
+                if changed:
+                    record(session, attempt.case_id, "attempt.reconciled", f"worker:{self.worker_id}", params, attempt_id=attempt_id, at=now)
+                    session.execute(update(Case).where(Case.id == attempt.case_id).values(next_review_at=now))
+                    fixed += 1
+        return fixed
+
+    def close(self) -> None:
+        self.dispatcher.close()
+        self.http.close()
+
+
+def build_provider(settings: Settings) -> Provider:
+    from robot.providers.twilio import TwilioProvider
+
+    return TwilioProvider(settings.twilio)
+
+
+def run_worker(settings: Settings, *, stop: threading.Event | None = None) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = create_db_engine(settings.database)
+    worker = Worker(settings, create_session_factory(engine), build_provider(settings))
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+    scheduler = BackgroundScheduler(timezone=UTC)
+    # coalesce + max_instances=1: a slow tick is never run twice at once nor queued up.
+    common: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
+    scheduler.add_job(worker.tick, "interval", seconds=settings.worker.poll_interval, id="tick", **common)
+    scheduler.add_job(worker.deliver_feedback, "interval", seconds=1, id="feedback", **common)
+    scheduler.add_job(worker.reconcile, "interval", seconds=30, id="reconcile", **common)
+    listener = WakeListener(engine)
+    scheduler.start()
+    log.info("worker %s started", worker.worker_id)
+    try:
+        while not stop.is_set():
+            if listener.wait(0.5):
+                worker.wake()
+                # Run the tick now rather than at the next interval.
+                scheduler.modify_job("tick", next_run_time=datetime.now(UTC))
+    finally:
+        log.info("worker %s stopping: finishing in-flight work", worker.worker_id)
+        scheduler.shutdown(wait=True)
+        worker.close()
+        listener.close()
+        engine.dispose()
