@@ -305,3 +305,30 @@ def schedule_attempt(
         at=now,
     )
     return attempt
+
+
+def record_disposition(
+    session: Session,
+    case: Case,
+    disposition: Disposition,
+    actor: str,
+    now: datetime,
+    note: str | None = None,
+) -> None:
+    """Staff recorded what happened on a case that stays open (e.g. still believes the fraudster).
+
+    The case keeps its state; the policy sees the disposition (a case that still believes is put
+    back in the human queue) and the source hears about it like any other outcome.
+    """
+    case.disposition = disposition.value
+    case.disposition_note = note
+    touch(case, now)
+    record(
+        session,
+        case.id,
+        "case.disposition",
+        actor,
+        {"disposition": disposition.value, "note": note},
+        at=now,
+    )
+    feedback.enqueue(session, case, "case.disposition", {"note": note}, now)

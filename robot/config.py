@@ -140,7 +140,7 @@ class VoiceSettings:
     #: Speaking rate for offline rendering, words per minute.
     offline_rate: int = 160
     #: Per-language overrides of offline_rate (espeak-ng's Mandarin is slow at 160).
-    offline_rates: Mapping[str, int] = field(default_factory=lambda: {"zh-CN": 200})
+    offline_rates: Mapping[str, int] = field(default_factory=lambda: {"zh-CN": 220})
     #: espeak-ng voice per template language for offline rendering.
     offline_voices: Mapping[str, str] = field(
         default_factory=lambda: {"zh-CN": "cmn", "en-US": "en-us"}
@@ -170,6 +170,22 @@ class DashboardSettings:
     max_failed_logins: int = 5
     lockout_minutes: int = 15
     default_language: str = "zh-CN"
+    #: Response SLA per urgency, minutes from escalated_at to the first staff action. Critical
+    #: means already paid or asked for an officer; the others are the case's risk level.
+    sla_critical_minutes: float = 2.0
+    sla_high_minutes: float = 5.0
+    sla_medium_minutes: float = 15.0
+    sla_low_minutes: float = 30.0
+    #: Seconds between the queue page's refreshes (it polls a JSON endpoint).
+    poll_seconds: float = 3.0
+    #: Hours a staff sign-in lasts; the next request after that asks for the password again.
+    session_hours: float = 12.0
+    #: Delay added to every failed sign-in, growing with consecutive failures (seconds, capped).
+    failed_login_delay_seconds: float = 1.0
+    #: IANA zone in which the dashboard shows times and counts "today".
+    timezone: str = "Asia/Shanghai"
+    #: Most cases the queue lists at once (most urgent first).
+    queue_limit: int = 200
 
 
 @dataclass(frozen=True)

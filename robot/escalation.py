@@ -10,7 +10,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from robot import casework
 from robot.config import Settings
-from robot.models import Attempt, AttemptState, Case, CaseState, Channel, Contact, Outcome, Purpose, Risk
+from robot.models import (
+    Attempt,
+    AttemptState,
+    Case,
+    CaseState,
+    Channel,
+    Contact,
+    Outcome,
+    Purpose,
+    Risk,
+)
 from robot.policy import (
     AttemptSnapshot,
     CancelRobotAttempts,
@@ -29,8 +39,12 @@ ROBOT = "robot"
 
 
 def snapshot(session: Session, case: Case) -> tuple[CaseSnapshot, list[AttemptSnapshot]]:
-    contacts = session.scalar(select(func.count()).select_from(Contact).where(Contact.case_id == case.id))
-    attempts = session.scalars(select(Attempt).where(Attempt.case_id == case.id).order_by(Attempt.id)).all()
+    contacts = session.scalar(
+        select(func.count()).select_from(Contact).where(Contact.case_id == case.id)
+    )
+    attempts = session.scalars(
+        select(Attempt).where(Attempt.case_id == case.id).order_by(Attempt.id)
+    ).all()
     case_view = CaseSnapshot(
         id=case.id,
         risk=Risk(case.risk),
@@ -105,17 +119,24 @@ def _contact_due(decision: Decision, now: datetime) -> datetime:
 
 def review_case(session: Session, case: Case, settings: Settings, now: datetime) -> Decision:
     case_view, attempt_views = snapshot(session, case)
-    decision = decide(case_view, attempt_views, now, settings.policy, time_scale=settings.time_scale)
+    decision = decide(
+        case_view, attempt_views, now, settings.policy, time_scale=settings.time_scale
+    )
     apply(session, case, decision, now)
     return decision
 
 
-def review_due(sessions: sessionmaker[Session], settings: Settings, now: datetime, limit: int = 100) -> int:
+def review_due(
+    sessions: sessionmaker[Session], settings: Settings, now: datetime, limit: int = 100
+) -> int:
     """Review every case whose next_review_at has come; one transaction per case."""
     postgres = sessions.kw["bind"].dialect.name == "postgresql"
     with sessions() as session:
         ids = session.scalars(
-            select(Case.id).where(Case.next_review_at <= now).order_by(Case.next_review_at).limit(limit)
+            select(Case.id)
+            .where(Case.next_review_at <= now)
+            .order_by(Case.next_review_at)
+            .limit(limit)
         ).all()
     reviewed = 0
     for case_id in ids:

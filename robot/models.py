@@ -222,6 +222,8 @@ class Case(Base):
     claim_expires_at: Mapped[datetime | None]
     #: Next time the policy must look at this case even if no callback arrives.
     next_review_at: Mapped[datetime | None] = mapped_column(index=True)
+    #: A practice case posted by the drill mode: never reaches a real person.
+    drill: Mapped[bool] = mapped_column(Boolean, default=False)
     #: Bumped on every change; lets the policy run compare-and-swap on the case.
     version: Mapped[int] = mapped_column(Integer, default=0)
 

@@ -64,7 +64,7 @@ class Pacer:
                     .values(next_slot=slot + spacing)
                 )
                 if result.rowcount == 1:  # type: ignore[attr-defined]
-                    return slot
+                    return float(slot)
         return None
 
     def rate_limited(self, channel: str) -> float:

@@ -40,7 +40,13 @@ def default_worker_id() -> str:
 
 
 class Worker:
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], provider: Provider, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        provider: Provider,
+        worker_id: str | None = None,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.provider = provider
@@ -69,15 +75,19 @@ class Worker:
     def run_commands(self) -> int:
         """Leave voicemails on calls a machine answered (the webhook only flagged them)."""
         with self.sessions.begin() as session:
-            query = select(Attempt.id, Attempt.pending_command, Attempt.provider_sid, Attempt.case_id).where(
-                Attempt.pending_command.is_not(None), Attempt.provider_sid.is_not(None)
-            )
+            query = select(
+                Attempt.id, Attempt.pending_command, Attempt.provider_sid, Attempt.case_id
+            ).where(Attempt.pending_command.is_not(None), Attempt.provider_sid.is_not(None))
             if session.bind is not None and session.bind.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             rows = session.execute(query.limit(50)).all()
             if rows:
                 # Taken by this worker: cleared in the same transaction that read them.
-                session.execute(update(Attempt).where(Attempt.id.in_([r.id for r in rows])).values(pending_command=None))
+                session.execute(
+                    update(Attempt)
+                    .where(Attempt.id.in_([r.id for r in rows]))
+                    .values(pending_command=None)
+                )
         for attempt_id, command, sid, case_id in rows:
             if command != "voicemail":
                 continue
@@ -85,31 +95,45 @@ class Worker:
                 case = session.get(Case, case_id)
                 speech = self.dispatcher.content.speech("voicemail", case)
             try:
-                self.provider.update_call_twiml(sid, Document().speak(speech).hangup().render())
+                self.provider.update_call_twiml(str(sid), Document().speak(speech).hangup().render())
                 kind, data = "call.voicemail_left", {}
             except ProviderError as exc:
                 kind, data = "call.voicemail_failed", {"error": exc.message}
             with self.sessions.begin() as session:
-                record(session, case_id, kind, f"worker:{self.worker_id}", data, attempt_id=attempt_id)
+                record(
+                    session, case_id, kind, f"worker:{self.worker_id}", data, attempt_id=attempt_id
+                )
         return len(rows)
 
     def deliver_feedback(self) -> int:
-        return feedback.deliver_due(self.sessions, self.settings.feedback, self.worker_id, utcnow(), self.http)
+        return feedback.deliver_due(
+            self.sessions, self.settings.feedback, self.worker_id, utcnow(), self.http
+        )
 
     def reconcile(self) -> int:
         """Fetch the state of attempts whose callbacks never came."""
         now = utcnow()
-        cutoff = now - timedelta(seconds=self.settings.worker.reconcile_after_seconds / self.settings.time_scale)
+        cutoff = now - timedelta(
+            seconds=self.settings.worker.reconcile_after_seconds / self.settings.time_scale
+        )
         with self.sessions() as session:
             stuck = session.execute(
                 select(Attempt.id, Attempt.channel, Attempt.provider_sid)
-                .where(Attempt.state == AttemptState.PLACED.value, Attempt.placed_at < cutoff, Attempt.provider_sid.is_not(None))
+                .where(
+                    Attempt.state == AttemptState.PLACED.value,
+                    Attempt.placed_at < cutoff,
+                    Attempt.provider_sid.is_not(None),
+                )
                 .limit(50)
             ).all()
         fixed = 0
         for attempt_id, channel, sid in stuck:
             try:
-                remote = self.provider.fetch_call(sid) if channel == Channel.CALL.value else self.provider.fetch_message(sid)
+                remote = (
+                    self.provider.fetch_call(str(sid))
+                    if channel == Channel.CALL.value
+                    else self.provider.fetch_message(str(sid))
+                )
             except ProviderError as exc:
                 log.info("reconcile of attempt %s failed: %s", attempt_id, exc.message)
                 continue
@@ -118,14 +142,31 @@ class Worker:
                 if attempt is None:
                     continue
                 if channel == Channel.CALL.value:
-                    params = {"CallStatus": remote.status, "CallDuration": str(remote.duration or ""), "AnsweredBy": remote.answered_by or ""}
+                    params = {
+                        "CallStatus": remote.status,
+                        "CallDuration": str(remote.duration or ""),
+                        "AnsweredBy": remote.answered_by or "",
+                    }
                     changed = apply_call_status(attempt, params, now)
                 else:
-                    params = {"MessageStatus": remote.status, "ErrorCode": str(remote.error_code or "")}
+                    params = {
+                        "MessageStatus": remote.status,
+                        "ErrorCode": str(remote.error_code or ""),
+                    }
                     changed = apply_sms_status(attempt, params, now)
                 if changed:
-                    record(session, attempt.case_id, "attempt.reconciled", f"worker:{self.worker_id}", params, attempt_id=attempt_id, at=now)
-                    session.execute(update(Case).where(Case.id == attempt.case_id).values(next_review_at=now))
+                    record(
+                        session,
+                        attempt.case_id,
+                        "attempt.reconciled",
+                        f"worker:{self.worker_id}",
+                        params,
+                        attempt_id=attempt_id,
+                        at=now,
+                    )
+                    session.execute(
+                        update(Case).where(Case.id == attempt.case_id).values(next_review_at=now)
+                    )
                     fixed += 1
         return fixed
 
@@ -141,7 +182,9 @@ def build_provider(settings: Settings) -> Provider:
 
 
 def run_worker(settings: Settings, *, stop: threading.Event | None = None) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     engine = create_db_engine(settings.database)
     worker = Worker(settings, create_session_factory(engine), build_provider(settings))
     stop = stop or threading.Event()
@@ -151,7 +194,9 @@ def run_worker(settings: Settings, *, stop: threading.Event | None = None) -> No
     scheduler = BackgroundScheduler(timezone=UTC)
     # coalesce + max_instances=1: a slow tick is never run twice at once nor queued up.
     common: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
-    scheduler.add_job(worker.tick, "interval", seconds=settings.worker.poll_interval, id="tick", **common)
+    scheduler.add_job(
+        worker.tick, "interval", seconds=settings.worker.poll_interval, id="tick", **common
+    )
     scheduler.add_job(worker.deliver_feedback, "interval", seconds=1, id="feedback", **common)
     scheduler.add_job(worker.reconcile, "interval", seconds=30, id="reconcile", **common)
     listener = WakeListener(engine)

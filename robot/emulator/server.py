@@ -77,7 +77,9 @@ def start_emulator_in_thread(
     server = _make_server(settings, host, port)
     state = emulator_state(server.app)  # type: ignore[arg-type]
     thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="emulator-http",
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="emulator-http",
         daemon=True,
     )
     thread.start()

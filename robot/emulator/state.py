@@ -45,12 +45,13 @@ class EmulatorState:
         self.lanes = CallbackLanes(settings.callback_workers)
         self.scheduler = Scheduler(settings.time_scale, settings.call_workers)
         self._closed = False
+        self._epoch = time.monotonic()
 
     # --- time -----------------------------------------------------------------------------
 
     def emulated_now(self) -> float:
         """Emulated seconds on a monotonic clock (only differences mean anything)."""
-        return time.monotonic() * self.settings.time_scale
+        return (time.monotonic() - self._epoch) * self.settings.time_scale
 
     # --- queries --------------------------------------------------------------------------
 

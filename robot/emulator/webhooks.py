@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import logging
 import queue
 import threading
@@ -36,6 +37,18 @@ class WebhookResult:
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def _charset(content_type: str) -> str:
+    """The declared charset, else UTF-8 (TwiML is UTF-8 whatever ``text/xml`` implies)."""
+    for part in content_type.split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "charset" and value.strip('"'):
+            try:
+                return codecs.lookup(value.strip('"')).name
+            except LookupError:
+                break
+    return "utf-8"
 
 
 class WebhookClient:
@@ -84,10 +97,9 @@ class WebhookClient:
                     timeout=self.timeout,
                 )
             with response:
-                body = response.content[:MAX_BODY].decode(response.encoding or "utf-8", "replace")
-                return WebhookResult(
-                    response.status_code, body, response.headers.get("Content-Type", ""), None
-                )
+                content_type = response.headers.get("Content-Type", "")
+                body = response.content[:MAX_BODY].decode(_charset(content_type), "replace")
+                return WebhookResult(response.status_code, body, content_type, None)
         except requests.RequestException as exc:
             return WebhookResult(None, "", "", f"{type(exc).__name__}: {exc}")
         except ValueError as exc:  # e.g. a URL requests cannot parse

@@ -15,7 +15,7 @@ from robot import casework
 from robot.app import services
 from robot.models import Attempt, Case, Contact, Purpose, utcnow
 from robot.telephony.content import Content
-from robot.telephony.twiml import Document
+from robot.telephony.twiml import Document, Speech
 from robot.telephony.urls import WebhookUrls
 from robot.timeline import record
 from robot.webhooks.outcomes import apply_call_status
@@ -95,6 +95,12 @@ def call_document(ctx: CallContext, round_: int) -> Document:
     content, urls = _content(), _urls()
     kind = script_kind(ctx.attempt)
     doc = Document()
+    if ctx.attempt.purpose == Purpose.STAFF_BRIDGE.value:
+        # The operator answered their own phone: connect them to the person from our number.
+        doc.speak([Speech("Say", f"Case {ctx.case.id}.", {})])
+        return doc.dial(
+            ctx.case.phone, urls.call_dial(ctx.attempt.code), caller_id=_caller_id(ctx.case.phone)
+        )
     if kind == "relatives_notice":
         # Relatives hear the notice twice and no menu: the least that helps.
         notice = content.speech(kind, ctx.case, ctx.contact)
@@ -106,6 +112,12 @@ def call_document(ctx: CallContext, round_: int) -> Document:
     return doc.speak(content.speech("goodbye", ctx.case)).hangup()
 
 
+def _caller_id(to: str) -> str:
+    from robot.dispatch import caller_number
+
+    return caller_number(services().settings.twilio.from_numbers, to)
+
+
 @bp.post("/twilio/call/<code>/twiml")
 @twilio_signed
 def call_twiml(code: str) -> Response:
@@ -113,7 +125,14 @@ def call_twiml(code: str) -> Response:
         if ctx is None:
             return twiml(Document().hangup())
         if _round() == 1:
-            record(ctx.session, ctx.case.id, "call.answered", PERSON, {"sid": request.form.get("CallSid")}, attempt_id=ctx.attempt.id)
+            record(
+                ctx.session,
+                ctx.case.id,
+                "call.answered",
+                PERSON,
+                {"sid": request.form.get("CallSid")},
+                attempt_id=ctx.attempt.id,
+            )
         return twiml(call_document(ctx, _round()))
 
 
@@ -132,9 +151,21 @@ def _on_key(ctx: CallContext, digits: str, round_: int) -> Document:
     content, urls = _content(), _urls()
     attempt, case, session = ctx.attempt, ctx.case, ctx.session
     if not digits:
-        return call_document(ctx, round_ + 1) if round_ == 1 else Document().speak(content.speech("goodbye", case)).hangup()
+        return (
+            call_document(ctx, round_ + 1)
+            if round_ == 1
+            else Document().speak(content.speech("goodbye", case)).hangup()
+        )
     attempt.digits = ((attempt.digits or "") + digits)[-40:]
-    record(session, case.id, "call.key", PERSON, {"digits": digits, "purpose": attempt.purpose}, attempt_id=attempt.id, at=now)
+    record(
+        session,
+        case.id,
+        "call.key",
+        PERSON,
+        {"digits": digits, "purpose": attempt.purpose},
+        attempt_id=attempt.id,
+        at=now,
+    )
     follow_up = attempt.purpose == Purpose.FOLLOW_UP.value
     settings = services().settings
     if digits == "1":
@@ -143,11 +174,25 @@ def _on_key(ctx: CallContext, digits: str, round_: int) -> Document:
         return Document().speak(content.speech("confirmed_thanks", case)).hangup()
     if digits == "2":
         if follow_up:
-            casework.escalate(session, case, "follow-up: someone asked for money again", PERSON, now, critical=True)
+            casework.escalate(
+                session,
+                case,
+                "follow-up: someone asked for money again",
+                PERSON,
+                now,
+                critical=True,
+            )
         else:
             case.critical = True
             casework.touch(case, now)
-            record(session, case.id, "case.critical", PERSON, {"reason": "asked for an officer"}, at=now)
+            record(
+                session,
+                case.id,
+                "case.critical",
+                PERSON,
+                {"reason": "asked for an officer"},
+                at=now,
+            )
         doc = Document().speak(content.speech("connecting", case))
         return doc.dial(settings.center.call_center_number, urls.call_dial(attempt.code))
     if digits == "3":
@@ -155,7 +200,11 @@ def _on_key(ctx: CallContext, digits: str, round_: int) -> Document:
         return Document().speak(content.speech("already_paid", case)).hangup()
     if digits == "9":
         return call_document(ctx, round_)
-    return call_document(ctx, round_ + 1) if round_ == 1 else Document().speak(content.speech("goodbye", case)).hangup()
+    return (
+        call_document(ctx, round_ + 1)
+        if round_ == 1
+        else Document().speak(content.speech("goodbye", case)).hangup()
+    )
 
 
 @bp.post("/twilio/call/<code>/dial")
@@ -167,11 +216,35 @@ def call_dial(code: str) -> Response:
         if ctx is None:
             return empty()
         now = utcnow()
-        record(ctx.session, ctx.case.id, "call.put_through", PROVIDER, dict(request.form), attempt_id=ctx.attempt.id, at=now)
+        record(
+            ctx.session,
+            ctx.case.id,
+            "call.put_through",
+            PROVIDER,
+            dict(request.form),
+            attempt_id=ctx.attempt.id,
+            at=now,
+        )
+        if ctx.attempt.purpose == Purpose.STAFF_BRIDGE.value:
+            return twiml(Document().hangup())  # the operator records what happened
         if status == "completed":
-            casework.escalate(ctx.session, ctx.case, "spoke to the call center; needs a disposition", PERSON, now, critical=True)
+            casework.escalate(
+                ctx.session,
+                ctx.case,
+                "spoke to the call center; needs a disposition",
+                PERSON,
+                now,
+                critical=True,
+            )
             return twiml(Document().hangup())
-        casework.escalate(ctx.session, ctx.case, f"asked for an officer; put-through {status or 'failed'}", PERSON, now, critical=True)
+        casework.escalate(
+            ctx.session,
+            ctx.case,
+            f"asked for an officer; put-through {status or 'failed'}",
+            PERSON,
+            now,
+            critical=True,
+        )
         return twiml(Document().speak(_content().speech("goodbye", ctx.case)).hangup())
 
 
@@ -183,9 +256,25 @@ def call_status(code: str) -> Response:
             return empty()
         now = utcnow()
         if apply_call_status(ctx.attempt, request.form, now):
-            record(ctx.session, ctx.case.id, "call.status", PROVIDER, dict(request.form), attempt_id=ctx.attempt.id, at=now)
+            record(
+                ctx.session,
+                ctx.case.id,
+                "call.status",
+                PROVIDER,
+                dict(request.form),
+                attempt_id=ctx.attempt.id,
+                at=now,
+            )
             if ctx.attempt.outcome is not None:
-                record(ctx.session, ctx.case.id, "attempt.finished", PROVIDER, {"channel": "call", "outcome": ctx.attempt.outcome}, attempt_id=ctx.attempt.id, at=now)
+                record(
+                    ctx.session,
+                    ctx.case.id,
+                    "attempt.finished",
+                    PROVIDER,
+                    {"channel": "call", "outcome": ctx.attempt.outcome},
+                    attempt_id=ctx.attempt.id,
+                    at=now,
+                )
                 casework.touch(ctx.case, now)  # the worker applies the policy next
         return empty()
 
@@ -199,7 +288,15 @@ def call_amd(code: str) -> Response:
             return empty()
         now = utcnow()
         ctx.attempt.answered_by = answered_by
-        record(ctx.session, ctx.case.id, "call.amd", PROVIDER, dict(request.form), attempt_id=ctx.attempt.id, at=now)
+        record(
+            ctx.session,
+            ctx.case.id,
+            "call.amd",
+            PROVIDER,
+            dict(request.form),
+            attempt_id=ctx.attempt.id,
+            at=now,
+        )
         if answered_by.startswith("machine") and ctx.attempt.outcome is None:
             # Leave the short voicemail; the worker updates the live call (no calls out from here).
             ctx.attempt.pending_command = "voicemail"

@@ -21,7 +21,10 @@ from robot.webhooks.security import twilio_signed
 bp = Blueprint("twilio_messages", __name__)
 
 #: Replies that mean "understood": the person read the warning.
-_CONFIRM = re.compile(r"^\s*(1|ok|okay|yes|y|got it|understood|收到|好|好的|明白|知道了|已知晓)\s*[.!。！]?\s*$", re.IGNORECASE)
+_CONFIRM = re.compile(
+    r"^\s*(1|ok|okay|yes|y|got it|understood|收到|好|好的|明白|知道了|已知晓)\s*[.!。！]?\s*$",
+    re.IGNORECASE,
+)
 #: SMS failures that will not change by retrying: stop SMS to this number.
 PERMANENT_SMS_CODES = {"30005", "30006", "21610", "21614", "30004"}
 
@@ -34,13 +37,36 @@ def sms_status(code: str) -> Response:
             return empty()
         now = utcnow()
         if apply_sms_status(ctx.attempt, request.form, now):
-            record(ctx.session, ctx.case.id, "sms.status", PROVIDER, dict(request.form), attempt_id=ctx.attempt.id, at=now)
+            record(
+                ctx.session,
+                ctx.case.id,
+                "sms.status",
+                PROVIDER,
+                dict(request.form),
+                attempt_id=ctx.attempt.id,
+                at=now,
+            )
             if ctx.attempt.outcome is not None:
-                record(ctx.session, ctx.case.id, "attempt.finished", PROVIDER, {"channel": "sms", "outcome": ctx.attempt.outcome}, attempt_id=ctx.attempt.id, at=now)
+                record(
+                    ctx.session,
+                    ctx.case.id,
+                    "attempt.finished",
+                    PROVIDER,
+                    {"channel": "sms", "outcome": ctx.attempt.outcome},
+                    attempt_id=ctx.attempt.id,
+                    at=now,
+                )
                 code_ = ctx.attempt.error_code
                 if code_ in PERMANENT_SMS_CODES and ctx.attempt.to_phone == ctx.case.phone:
                     blocked = block_channels(ctx.case, Channel.SMS.value, int(code_))
-                    record(ctx.session, ctx.case.id, "channel.blocked", PROVIDER, {"channels": blocked, "code": code_}, at=now)
+                    record(
+                        ctx.session,
+                        ctx.case.id,
+                        "channel.blocked",
+                        PROVIDER,
+                        {"channels": blocked, "code": code_},
+                        at=now,
+                    )
                 casework.touch(ctx.case, now)
         return empty()
 
@@ -49,7 +75,9 @@ def _case_for(session: Session, number: str) -> Case | None:
     """The open case for the number, else its most recent one."""
     case = session.scalar(select(Case).where(Case.open_key == number).with_for_update())
     if case is None:
-        case = session.scalar(select(Case).where(Case.phone == number).order_by(Case.opened_at.desc()).limit(1))
+        case = session.scalar(
+            select(Case).where(Case.phone == number).order_by(Case.opened_at.desc()).limit(1)
+        )
     return case
 
 
@@ -106,12 +134,16 @@ def inbound_gather() -> Response:
         now = utcnow()
         open_case = case if case is not None and case.state != CaseState.CLOSED.value else None
         if case is not None:
-            record(session, case.id, "call.key", PERSON, {"digits": digits, "inbound": True}, at=now)
+            record(
+                session, case.id, "call.key", PERSON, {"digits": digits, "inbound": True}, at=now
+            )
         if digits == "1" and open_case is not None:
             casework.confirm(session, open_case, PERSON, "inbound call", now)
             return twiml(Document().speak(content.speech("confirmed_thanks", open_case)).hangup())
         if digits == "3" and open_case is not None:
-            casework.escalate(session, open_case, "already paid (called in)", PERSON, now, critical=True)
+            casework.escalate(
+                session, open_case, "already paid (called in)", PERSON, now, critical=True
+            )
             return twiml(Document().speak(content.speech("already_paid", open_case)).hangup())
         if digits in ("2", "3"):
             doc = Document().speak(content.speech("connecting", open_case))
@@ -130,5 +162,12 @@ def inbound_dial() -> Response:
             now = utcnow()
             record(session, case.id, "call.put_through", PROVIDER, dict(request.form), at=now)
             if case.state != CaseState.CLOSED.value:
-                casework.escalate(session, case, f"called in and asked for an officer; put-through {status or 'failed'}", PERSON, now, critical=True)
+                casework.escalate(
+                    session,
+                    case,
+                    f"called in and asked for an officer; put-through {status or 'failed'}",
+                    PERSON,
+                    now,
+                    critical=True,
+                )
     return twiml(Document().hangup())

@@ -8,12 +8,25 @@ from datetime import datetime
 from robot.models import Attempt, AttemptState, Outcome
 
 CALL_TERMINAL = {"completed", "busy", "failed", "no-answer", "canceled"}
-SMS_RANK = {"accepted": 0, "queued": 1, "sending": 2, "sent": 3, "delivered": 4, "undelivered": 4, "failed": 4, "read": 5}
+SMS_RANK = {
+    "accepted": 0,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "read": 5,
+}
 SMS_TERMINAL = {"delivered", "undelivered", "failed"}
 #: A person who hangs up within this many seconds of answering did not hear the warning.
 EARLY_HANGUP_SECONDS = 10
 
-_FINAL_STATES = {AttemptState.FINISHED.value, AttemptState.CANCELED.value, AttemptState.FAILED.value}
+_FINAL_STATES = {
+    AttemptState.FINISHED.value,
+    AttemptState.CANCELED.value,
+    AttemptState.FAILED.value,
+}
 
 
 def is_final(attempt: Attempt) -> bool:
@@ -57,9 +70,11 @@ def call_outcome(attempt: Attempt, status: str) -> Outcome:
         if (attempt.duration_seconds or 0) < EARLY_HANGUP_SECONDS:
             return Outcome.HUNG_UP
         return Outcome.ANSWERED
-    return {"busy": Outcome.BUSY, "no-answer": Outcome.NO_ANSWER, "canceled": Outcome.NO_ANSWER}.get(
-        status, Outcome.FAILED
-    )
+    return {
+        "busy": Outcome.BUSY,
+        "no-answer": Outcome.NO_ANSWER,
+        "canceled": Outcome.NO_ANSWER,
+    }.get(status, Outcome.FAILED)
 
 
 def apply_sms_status(attempt: Attempt, params: Mapping[str, str], now: datetime) -> bool:
@@ -73,7 +88,9 @@ def apply_sms_status(attempt: Attempt, params: Mapping[str, str], now: datetime)
     if params.get("ErrorCode"):
         attempt.error_code = params["ErrorCode"]
     if status in SMS_TERMINAL:
-        outcome = {"delivered": Outcome.DELIVERED, "undelivered": Outcome.UNDELIVERED}.get(status, Outcome.FAILED)
+        outcome = {"delivered": Outcome.DELIVERED, "undelivered": Outcome.UNDELIVERED}.get(
+            status, Outcome.FAILED
+        )
         finish(attempt, outcome, now)
     return True
 
@@ -86,7 +103,9 @@ def finish(attempt: Attempt, outcome: Outcome, now: datetime) -> None:
 
 
 def _int(value: str | None) -> int | None:
+    if not value:
+        return None
     try:
-        return int(value) if value not in (None, "") else None
+        return int(value)
     except ValueError:
         return None

@@ -42,8 +42,17 @@ def twilio_signed(view: F) -> F:
         signature = request.headers.get("X-Twilio-Signature")
         if not _checker().valid(public_url(), request.form, signature):
             # Log the path only: the body carries phone numbers.
-            log.warning("refused a webhook with a %s signature on %s", "bad" if signature else "missing", request.path)
-            raise ApiError(403, "bad_signature", "X-Twilio-Signature is missing or does not match", field="X-Twilio-Signature")
+            log.warning(
+                "refused a webhook with a %s signature on %s",
+                "bad" if signature else "missing",
+                request.path,
+            )
+            raise ApiError(
+                403,
+                "bad_signature",
+                "X-Twilio-Signature is missing or does not match",
+                field="X-Twilio-Signature",
+            )
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: e65c3b792fc7
+Revision ID: 1aa0a5843f96
 Revises: 
-Create Date: 2026-11-21 19:37:41.003337
+Create Date: 2026-11-21 19:41:13.549263
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 import robot.models
 
 
-revision = 'e65c3b792fc7'
+revision = '1aa0a5843f96'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -88,6 +88,7 @@ def upgrade() -> None:
     sa.Column('assignee_id', sa.Integer(), nullable=True),
     sa.Column('claim_expires_at', robot.models.UTCDateTime(), nullable=True),
     sa.Column('next_review_at', robot.models.UTCDateTime(), nullable=True),
+    sa.Column('drill', sa.Boolean(), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['assignee_id'], ['staff.id'], name=op.f('fk_cases_assignee_id_staff')),
     sa.ForeignKeyConstraint(['source_id'], ['sources.id'], name=op.f('fk_cases_source_id_sources')),

@@ -1,0 +1,278 @@
+"""The real processes of a run (gunicorn web, workers, emulator, no-op) and their databases."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from robot import migrate
+from robot.config import DatabaseSettings
+from robot.db import create_db_engine, normalise_url
+
+ROOT = Path(__file__).resolve().parents[2]
+AUTH_TOKEN = "bench-auth-token"
+ACCOUNT_SID = "AC" + "b" * 32
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    url: str = ""
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_log(self, needle: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.log_text():
+                return
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not log {needle!r}:\n{self.log_text()[-3000:]}")
+
+    def wait_http(self, path: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                break
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(self.url + path, timeout=1).status_code < 500:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not answer {path}:\n{self.log_text()[-3000:]}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text_ = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text_.split()]
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """Resident memory now and at its peak (VmRSS, VmHWM), in MB."""
+    found: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = int(value.split()[0]) / 1024.0
+    return {"rss_mb": found.get("VmRSS", 0.0), "peak_mb": found.get("VmHWM", 0.0)}
+
+
+@dataclass
+class Stack:
+    """Starts processes with the bench's environment; stops them all at the end."""
+
+    workdir: Path
+    procs: list[Proc] = field(default_factory=list)
+    profile_dir: Path | None = None
+
+    def env(self, **settings: Any) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROBOT_")}
+        env.update(
+            ROBOT_TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+            ROBOT_TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+            ROBOT_VOICE_CACHE_DIR=str(self.workdir / "voice-cache"),
+            PYTHONUNBUFFERED="1",
+        )
+        for key, value in settings.items():
+            env["ROBOT_" + key.upper()] = str(value)
+        return env
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str], url: str = "") -> Proc:
+        log = self.workdir / f"{name}.log"
+        handle = log.open("ab")
+        popen = subprocess.Popen(
+            args, env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        handle.close()
+        proc = Proc(name, popen, log, url)
+        self.procs.append(proc)
+        return proc
+
+    def robot(self, name: str, command: list[str], env: dict[str, str], url: str = "") -> Proc:
+        return self.spawn(name, [sys.executable, "-m", "robot", *command], env, url)
+
+    def web(self, name: str, env: dict[str, str], workers: int = 2, threads: int = 4) -> Proc:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {**env, "ROBOT_SERVER_PUBLIC_BASE_URL": env.get("ROBOT_SERVER_PUBLIC_BASE_URL", url)}
+        cmd = ["web", "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--workers", str(workers), "--threads", str(threads)]
+        proc = self.robot(name, cmd, env, url)
+        proc.wait_http("/healthz")
+        return proc
+
+    def noop(self, name: str = "noop", workers: int = 2, threads: int = 4) -> Proc:
+        port = free_port()
+        args = [sys.executable, "-m", "scripts.benchlib.noop", "--port", str(port)]
+        args += ["--workers", str(workers), "--threads", str(threads)]
+        proc = self.spawn(name, args, self.env(), f"http://127.0.0.1:{port}")
+        proc.wait_http("/healthz")
+        return proc
+
+    def emulator(self, time_scale: float) -> Proc:
+        port = free_port()
+        env = self.env(emulator_time_scale=time_scale, emulator_calls_per_second=0)
+        cmd = ["emulator", "--host", "127.0.0.1", "--port", str(port)]
+        proc = self.robot("emulator", cmd, env, f"http://127.0.0.1:{port}")
+        proc.wait_http("/_emulator/health")
+        return proc
+
+    def worker(self, name: str, env: dict[str, str]) -> Proc:
+        proc = self.robot(name, ["worker"], {**env, "ROBOT_LOG_LEVEL": "INFO"})
+        proc.wait_log("started")
+        return proc
+
+    def stop(self, *procs: Proc) -> None:
+        for proc in procs or tuple(self.procs):
+            proc.stop()
+            if proc in self.procs:
+                self.procs.remove(proc)
+
+    def profile(self, proc: Proc, label: str, seconds: float) -> subprocess.Popen[bytes] | None:
+        """py-spy for ``seconds`` on the process and its children (collapsed stacks)."""
+        if self.profile_dir is None:
+            return None
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(spy).exists():
+            return None
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        out = self.profile_dir / f"{label}.txt"
+        args = [spy, "record", "--pid", str(proc.pid), "--subprocesses", "--format", "raw"]
+        args += ["--duration", str(max(1, round(seconds))), "--rate", "250", "--output", str(out)]
+        args += ["--nonblocking"]
+        return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# --- databases --------------------------------------------------------------------------------
+
+
+@dataclass
+class Database:
+    kind: str  #: "sqlite" or "postgres"
+    url: str
+    _admin: Engine | None = None
+    _name: str = ""
+
+    def engine(self) -> Engine:
+        return create_db_engine(DatabaseSettings(url=self.url))
+
+    def drop(self) -> None:
+        if self._admin is not None:
+            with self._admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{self._name}" WITH (FORCE)'))
+
+
+class Databases:
+    """Fresh migrated databases, copied from one template per kind."""
+
+    def __init__(self, workdir: Path, postgres_url: str) -> None:
+        self.workdir = workdir
+        self.postgres_url = postgres_url
+        self._sqlite_template: Path | None = None
+        self._pg_template = ""
+        self._admin: Engine | None = None
+        self._made: list[Database] = []
+        self._tag = uuid.uuid4().hex[:8]
+
+    def postgres_available(self) -> bool:
+        try:
+            admin = self._admin_engine()
+            with admin.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    def _admin_engine(self) -> Engine:
+        if self._admin is None:
+            url = make_url(normalise_url(self.postgres_url))
+            self._admin = create_engine(url, isolation_level="AUTOCOMMIT")
+        return self._admin
+
+    def fresh(self, kind: str, label: str) -> Database:
+        if kind == "sqlite":
+            if self._sqlite_template is None:
+                self._sqlite_template = self.workdir / "template.db"
+                engine = create_db_engine(DatabaseSettings(url=f"sqlite:///{self._sqlite_template}"))
+                migrate.upgrade(engine)
+                engine.dispose()
+            path = self.workdir / f"{label}.db"
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(str(path) + suffix).unlink()
+            shutil.copy(self._sqlite_template, path)
+            db = Database("sqlite", f"sqlite:///{path}")
+        else:
+            admin = self._admin_engine()
+            if not self._pg_template:
+                self._pg_template = f"robot_bench_{self._tag}_template"
+                with admin.connect() as conn:
+                    conn.execute(text(f'CREATE DATABASE "{self._pg_template}"'))
+                url = admin.url.set(database=self._pg_template)
+                engine = create_db_engine(
+                    DatabaseSettings(url=url.render_as_string(hide_password=False))
+                )
+                migrate.upgrade(engine)
+                engine.dispose()
+            name = f"robot_bench_{self._tag}_{label}"
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{self._pg_template}"'))
+            url = admin.url.set(database=name).render_as_string(hide_password=False)
+            db = Database("postgres", url, admin, name)
+        self._made.append(db)
+        return db
+
+    def cleanup(self) -> None:
+        for db in self._made:
+            with contextlib.suppress(Exception):
+                db.drop()
+        if self._admin is not None and self._pg_template:
+            with contextlib.suppress(Exception), self._admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{self._pg_template}" WITH (FORCE)'))
+        if self._admin is not None:
+            self._admin.dispose()
