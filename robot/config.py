@@ -140,7 +140,7 @@ class VoiceSettings:
     #: Speaking rate for offline rendering, words per minute.
     offline_rate: int = 160
     #: Per-language overrides of offline_rate (espeak-ng's Mandarin is slow at 160).
-    offline_rates: Mapping[str, int] = field(default_factory=lambda: {"zh-CN": 220})
+    offline_rates: Mapping[str, int] = field(default_factory=lambda: {"zh-CN": 200})
     #: espeak-ng voice per template language for offline rendering.
     offline_voices: Mapping[str, str] = field(
         default_factory=lambda: {"zh-CN": "cmn", "en-US": "en-us"}

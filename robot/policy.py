@@ -158,7 +158,7 @@ def decide(
     """
     v = _View(case, tuple(attempts), now, settings, _risk_policy(settings, case.risk), time_scale)
     if case.state == CaseState.CLOSED or case.closed_at is not None:
-        actions = []
+        actions = _cancel_live(v, "case closed")
         actions += _follow_ups(v, case.closed_at or now, case.disposition)
         return Decision(tuple(actions), None)
     if v.confirmed:

@@ -14,3 +14,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(messages_bp)
     settings = app.extensions["robot"].settings
     app.register_blueprint(create_audio_blueprint(settings.voice.cache_dir))
+
+    from robot.dashboard import register_dashboard
+
+    register_dashboard(app)

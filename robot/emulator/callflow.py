@@ -77,6 +77,8 @@ class CallRun:
         self.call = call
         self.deadline = math.inf
         self.deadline_reason = ""
+        #: Emulated time of the answer (None until answered).
+        self.answered: float | None = None
 
     # --- CallControl ----------------------------------------------------------------------
 
@@ -203,8 +205,9 @@ class CallRun:
             self._set_child(child, "in-progress")
             answered_at = self.now()
             talk = HANGUP_AFTER_SECONDS if callee.kind == "hangup" else DIAL_TALK_SECONDS
-            yield from sleep(self, min(talk, float(time_limit)))
-            duration = round(self.now() - answered_at)
+            talk = min(talk, float(time_limit))
+            yield from sleep(self, talk)
+            duration = round(talk)  # as planned, not as late as the timer woke us
             self._set_child(child, "completed", duration)
             return DialOutcome("completed", child.sid, duration)
         except (CallEnded, Redirected):
@@ -255,24 +258,28 @@ class CallRun:
             call.answered_at = time.monotonic()
             call.add_event("in-progress", "answered")
             self.state.changed.notify_all()
-        now = self.now()
+        now = self.answered = self.now()
         self.deadline, self.deadline_reason = now + call.time_limit, "time-limit"
         if call.callee.kind == "hangup" and now + HANGUP_AFTER_SECONDS < self.deadline:
             self.deadline, self.deadline_reason = now + HANGUP_AFTER_SECONDS, "callee-hangup"
         self.status_callback("answered", "in-progress")
 
-    def finish(self, status: str, detail: str = "", error: tuple[int, str] | None = None) -> None:
+    def finish(
+        self,
+        status: str,
+        detail: str = "",
+        error: tuple[int, str] | None = None,
+        at: float | None = None,
+    ) -> None:
+        """End the call; ``at`` is the emulated end time when it was planned (a deadline)."""
         state, call = self.state, self.call
+        end = self.now() if at is None else at
         with state.changed:
             if call.terminal or call.generation != state.generation:
                 return
             call.status = status
             call.end_time = time.time()
-            if call.answered_at is not None:
-                elapsed = (time.monotonic() - call.answered_at) * state.settings.time_scale
-                call.duration = max(0, round(elapsed))
-            else:
-                call.duration = 0
+            call.duration = 0 if self.answered is None else max(0, round(end - self.answered))
             call.sip_response_code = SIP_CODES.get(status)
             if error is not None:
                 call.error_code, call.error_message = error
@@ -454,6 +461,7 @@ def converse(run: CallRun, document: Document | None) -> Simulation:
     """From answer to hang-up: AMD, the call's TwiML, then ``completed``."""
     call = run.call
     detail = "twiml ended"
+    planned_end: float | None = None
     try:
         run.answer()
         try:
@@ -471,7 +479,9 @@ def converse(run: CallRun, document: Document | None) -> Simulation:
         yield from run_twiml(run, document)
     except CallEnded as ended:
         detail = ended.reason
-    run.finish("completed", detail)
+        if ended.reason == run.deadline_reason:
+            planned_end = run.deadline
+    run.finish("completed", detail, at=planned_end)
 
 
 def _initial_document(run: CallRun) -> Document | None:

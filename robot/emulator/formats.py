@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
 API_VERSION = "2010-04-01"
 
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+#: SIDs need to be unique, not secret; os.urandom per SID is slow on some hosts.
+_sid_random = random.Random()
 
 
 def new_sid(prefix: str) -> str:
     """``CA``/``SM``… followed by 32 lowercase hex digits."""
-    return prefix + secrets.token_hex(16)
+    return f"{prefix}{_sid_random.getrandbits(128):032x}"
 
 
 def rfc2822(timestamp: float | None) -> str | None:

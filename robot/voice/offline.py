@@ -173,7 +173,8 @@ class AudioCache:
             missing = [d for d in wanted if self.lookup(d) is None]
             report.cached = len(wanted) - len(missing)
             jobs = [RenderJob(*wanted[d], output=self.path(d)) for d in missing]
-            for digest, job, error in zip(missing, jobs, run_jobs(jobs), strict=True):
+            errors = run_jobs(jobs) if jobs else []
+            for digest, job, error in zip(missing, jobs, errors, strict=True):
                 if error is None:
                     report.rendered += 1
                     self._write_note(digest, job)

@@ -27,6 +27,8 @@ class Sample:
     body: bytes
     #: time.time() when the answer ended (to compare with other processes' clocks).
     wall_end: float
+    #: Position of the request in the list given.
+    index: int = -1
 
     @property
     def latency(self) -> float:
@@ -148,7 +150,8 @@ async def _closed(base_url: str, requests: Sequence[bytes], concurrency: int) ->
     async def loop(conn: _Connection) -> None:
         nonlocal next_index
         while next_index < len(requests):
-            request = requests[next_index]
+            index = next_index
+            request = requests[index]
             next_index += 1
             start = time.perf_counter()
             try:
@@ -157,7 +160,9 @@ async def _closed(base_url: str, requests: Sequence[bytes], concurrency: int) ->
                 run.errors += 1
                 conn.close()
                 continue
-            run.samples.append(Sample(start, time.perf_counter(), status, body, time.time()))
+            run.samples.append(
+                Sample(start, time.perf_counter(), status, body, time.time(), index)
+            )
 
     run.started = time.perf_counter()
     await asyncio.gather(*(loop(c) for c in connections))
@@ -186,7 +191,7 @@ async def _open(
         idle.append(conn)
         opened += 1
 
-    async def one(request: bytes, due: float) -> None:
+    async def one(index: int, request: bytes, due: float) -> None:
         async with slots:
             conn = idle.pop() if idle else _Connection(host, port)
             try:
@@ -196,7 +201,7 @@ async def _open(
                 conn.close()
                 return
             # Latency counts from when the request was due (no coordinated omission).
-            run.samples.append(Sample(due, time.perf_counter(), status, body, time.time()))
+            run.samples.append(Sample(due, time.perf_counter(), status, body, time.time(), index))
             idle.append(conn)
 
     tasks = []
@@ -206,7 +211,7 @@ async def _open(
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(request, due)))
+        tasks.append(asyncio.create_task(one(i, request, due)))
     await asyncio.gather(*tasks)
     run.ended = time.perf_counter()
     for conn in idle:

@@ -138,7 +138,7 @@ class Stack:
     def web(self, name: str, env: dict[str, str], workers: int = 2, threads: int = 4) -> Proc:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        env = {**env, "ROBOT_SERVER_PUBLIC_BASE_URL": env.get("ROBOT_SERVER_PUBLIC_BASE_URL", url)}
+        env = {**env, "ROBOT_SERVER_PUBLIC_BASE_URL": env.get("ROBOT_SERVER_PUBLIC_BASE_URL") or url}
         cmd = ["web", "--host", "127.0.0.1", "--port", str(port)]
         cmd += ["--workers", str(workers), "--threads", str(threads)]
         proc = self.robot(name, cmd, env, url)

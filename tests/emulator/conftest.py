@@ -52,7 +52,9 @@ def make_client() -> Iterator[Callable[..., Client]]:
     clients: list[Client] = []
 
     def make(
-        emulator: RunningEmulator, username: str = ACCOUNT_SID, password: str = AUTH_TOKEN,
+        emulator: RunningEmulator,
+        username: str = ACCOUNT_SID,
+        password: str = AUTH_TOKEN,
         account_sid: str | None = None,
     ) -> Client:
         client = Client(username, password, account_sid=account_sid, environment={})

@@ -63,9 +63,7 @@ class ServiceStub:
         self.files: dict[str, tuple[bytes, str]] = {}
         self.cond = threading.Condition()
         self.app = Flask("service-stub")
-        self.app.add_url_rule(
-            "/<path:path>", "any", self._handle, methods=["GET", "POST"]
-        )
+        self.app.add_url_rule("/<path:path>", "any", self._handle, methods=["GET", "POST"])
         self.server: BaseWSGIServer = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.base_url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(
@@ -96,8 +94,14 @@ class ServiceStub:
         signature = request.headers.get("X-Twilio-Signature", "")
         params: Any = request.form if request.method == "POST" else {}
         hit = Hit(
-            path, request.method, request.url, form, list(request.args.items(multi=True)),
-            signature, self.validator.validate(request.url, params, signature), time.time(),
+            path,
+            request.method,
+            request.url,
+            form,
+            list(request.args.items(multi=True)),
+            signature,
+            self.validator.validate(request.url, params, signature),
+            time.time(),
         )
         with self.cond:
             self.hits.append(hit)
@@ -112,7 +116,8 @@ class ServiceStub:
     def hits_for(self, path: str, call_sid: str | None = None) -> list[Hit]:
         with self.cond:
             return [
-                h for h in self.hits
+                h
+                for h in self.hits
                 if h.path == path and (call_sid is None or h.get("CallSid") == call_sid)
             ]
 
@@ -123,7 +128,8 @@ class ServiceStub:
         with self.cond:
             while True:
                 hits = [
-                    h for h in self.hits
+                    h
+                    for h in self.hits
                     if h.path == path and (call_sid is None or h.get("CallSid") == call_sid)
                 ]
                 left = deadline - time.monotonic()
@@ -136,7 +142,9 @@ class ServiceStub:
 
 def control(emulator: RunningEmulator, method: str, path: str, **kwargs: Any) -> Any:
     """Call the control API and return its JSON (asserting a 2xx answer)."""
-    response = requests.request(method, emulator.base_url + "/_emulator" + path, timeout=30, **kwargs)
+    response = requests.request(
+        method, emulator.base_url + "/_emulator" + path, timeout=30, **kwargs
+    )
     with response:
         assert response.ok, response.text
         return response.json()

@@ -64,18 +64,25 @@ def test_inbound_call(emulator: RunningEmulator, service: ServiceStub) -> None:
     service.set("/voice/inbound", SCRIPT)
     service.set("/gather", THANKS)
     answer = control(
-        emulator, "POST", "/inbound/call", json={"from": "+15550000123", "to": CALLER, "digits": "1"}
+        emulator,
+        "POST",
+        "/inbound/call",
+        json={"from": "+15550000123", "to": CALLER, "digits": "1"},
     )
     detail = wait_call(emulator, answer["sid"])
     assert detail["direction"] == "inbound" and detail["status"] == "completed"
     voice = service.wait_hits("/voice/inbound", 1, answer["sid"])[0]
-    assert voice.valid and voice.get("Direction") == "inbound" and voice.get("CallStatus") == "ringing"
+    assert (
+        voice.valid and voice.get("Direction") == "inbound" and voice.get("CallStatus") == "ringing"
+    )
     assert voice.get("From") == "+15550000123" and voice.get("To") == CALLER
     gather = service.wait_hits("/gather", 1, answer["sid"])[0]
     assert gather.valid and gather.get("Digits") == "1"
 
 
-def test_inbound_call_pressing_nothing_and_reject(emulator: RunningEmulator, service: ServiceStub) -> None:
+def test_inbound_call_pressing_nothing_and_reject(
+    emulator: RunningEmulator, service: ServiceStub
+) -> None:
     service.set("/voice/inbound", SCRIPT)
     silent = control(emulator, "POST", "/inbound/call", json={"from": "+15550000123", "to": CALLER})
     assert wait_call(emulator, silent["sid"])["digits"] == []
@@ -84,7 +91,9 @@ def test_inbound_call_pressing_nothing_and_reject(emulator: RunningEmulator, ser
         return '<Response><Reject reason="busy"/></Response>'
 
     service.set("/voice/inbound", reject)
-    rejected = control(emulator, "POST", "/inbound/call", json={"from": "+15550000123", "to": CALLER})
+    rejected = control(
+        emulator, "POST", "/inbound/call", json={"from": "+15550000123", "to": CALLER}
+    )
     assert wait_call(emulator, rejected["sid"])["status"] == "busy"
 
 

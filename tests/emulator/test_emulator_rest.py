@@ -55,7 +55,9 @@ def test_account_in_path_must_match(emulator: RunningEmulator, make_client: Make
     assert caught.value.code == 20003
 
 
-def test_api_key_credentials(make_emulator: Callable[..., RunningEmulator], make_client: MakeClient) -> None:
+def test_api_key_credentials(
+    make_emulator: Callable[..., RunningEmulator], make_client: MakeClient
+) -> None:
     emulator = make_emulator(api_key_sid=API_KEY_SID, api_key_secret=API_KEY_SECRET)
     client = make_client(emulator, API_KEY_SID, API_KEY_SECRET, account_sid=ACCOUNT_SID)
     call = client.calls.create(to="+15550000005", from_=CALLER, twiml="<Response/>", timeout=5)
@@ -100,7 +102,9 @@ def test_message_validation(client: Client, kwargs: dict[str, str], code: int) -
     assert (caught.value.status, caught.value.code) == (400, code)
 
 
-def test_number_faults(make_emulator: Callable[..., RunningEmulator], make_client: MakeClient) -> None:
+def test_number_faults(
+    make_emulator: Callable[..., RunningEmulator], make_client: MakeClient
+) -> None:
     emulator = make_emulator(
         callees={"+15550001111": "invalid", "+15550002222": "landline", "+15550003333": "opted-out"}
     )
@@ -117,7 +121,9 @@ def test_number_faults(make_emulator: Callable[..., RunningEmulator], make_clien
     assert wait_call(emulator, call.sid)["status"] == "completed"
 
 
-def test_call_resource_shape(client: Client, emulator: RunningEmulator, service: ServiceStub) -> None:
+def test_call_resource_shape(
+    client: Client, emulator: RunningEmulator, service: ServiceStub
+) -> None:
     service.set("/voice", SCRIPT)
     call = client.calls.create(to="+15550000000", from_=CALLER, url=service.url("/voice"))
     assert call.status == "queued"
@@ -159,14 +165,22 @@ def test_list_filters_and_pages(client: Client, emulator: RunningEmulator) -> No
 
 def test_requests_are_recorded(client: Client, emulator: RunningEmulator) -> None:
     call = client.calls.create(
-        to="+15550000005", from_=CALLER, twiml="<Response/>", timeout=5,
-        status_callback="http://127.0.0.1:9/cb", status_callback_event=["ringing", "answered"],
+        to="+15550000005",
+        from_=CALLER,
+        twiml="<Response/>",
+        timeout=5,
+        status_callback="http://127.0.0.1:9/cb",
+        status_callback_event=["ringing", "answered"],
     )
     with pytest.raises(TwilioRestException):
         client.calls.create(to="bad", from_=CALLER, twiml="<Response/>")
     client.calls(call.sid).fetch()
     records = control(emulator, "GET", "/requests")
-    assert [(r["method"], r["status"]) for r in records] == [("POST", 201), ("POST", 400), ("GET", 200)]
+    assert [(r["method"], r["status"]) for r in records] == [
+        ("POST", 201),
+        ("POST", 400),
+        ("GET", 200),
+    ]
     first = records[0]
     assert first["path"] == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
     assert first["params"]["StatusCallbackEvent"] == ["ringing", "answered"]
@@ -177,7 +191,12 @@ def test_requests_are_recorded(client: Client, emulator: RunningEmulator) -> Non
 
 def test_fault_injection(client: Client, emulator: RunningEmulator) -> None:
     control(emulator, "POST", "/faults", json={"kind": "calls", "count": 2, "status": 503})
-    control(emulator, "POST", "/faults", json={"kind": "messages", "count": 1, "status": 500, "code": 30008})
+    control(
+        emulator,
+        "POST",
+        "/faults",
+        json={"kind": "messages", "count": 1, "status": 500, "code": 30008},
+    )
     for _ in range(2):
         with pytest.raises(TwilioRestException) as caught:
             client.calls.create(to="+15550000005", from_=CALLER, twiml="<Response/>")
@@ -196,7 +215,9 @@ def test_fault_injection(client: Client, emulator: RunningEmulator) -> None:
         assert response.status_code == 400
 
 
-def test_calls_per_second_limit(make_emulator: Callable[..., RunningEmulator], make_client: MakeClient) -> None:
+def test_calls_per_second_limit(
+    make_emulator: Callable[..., RunningEmulator], make_client: MakeClient
+) -> None:
     client = make_client(make_emulator(calls_per_second=3))
     results = []
     for _ in range(5):
@@ -211,7 +232,9 @@ def test_calls_per_second_limit(make_emulator: Callable[..., RunningEmulator], m
     client.messages.create(to="+15550000000", from_=CALLER, body="hi")
 
 
-def test_concurrent_call_limit(make_emulator: Callable[..., RunningEmulator], make_client: MakeClient) -> None:
+def test_concurrent_call_limit(
+    make_emulator: Callable[..., RunningEmulator], make_client: MakeClient
+) -> None:
     emulator = make_emulator(max_concurrent_calls=2)
     client = make_client(emulator)
     first = client.calls.create(to="+15550000005", from_=CALLER, twiml="<Response/>", timeout=5)

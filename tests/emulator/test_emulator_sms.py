@@ -16,8 +16,11 @@ def message_status(emulator: RunningEmulator, sid: str) -> dict[str, object]:
 
 def test_sms_delivered(client: Client, emulator: RunningEmulator, service: ServiceStub) -> None:
     message = client.messages.create(
-        to="+15550000000", from_=CALLER, body="Fraud warning: do not transfer money.",
-        status_callback=service.url("/sms/status"), validity_period=600,
+        to="+15550000000",
+        from_=CALLER,
+        body="Fraud warning: do not transfer money.",
+        status_callback=service.url("/sms/status"),
+        validity_period=600,
     )
     assert message.status == "queued" and message.sid.startswith("SM") and len(message.sid) == 34
     assert message.num_segments == "1" and message.direction == "outbound-api"
@@ -40,7 +43,10 @@ def test_sms_delivered(client: Client, emulator: RunningEmulator, service: Servi
 
 def test_sms_undelivered(client: Client, emulator: RunningEmulator, service: ServiceStub) -> None:
     message = client.messages.create(
-        to="+15550000008", from_=CALLER, body="hi", status_callback=service.url("/sms/status"),
+        to="+15550000008",
+        from_=CALLER,
+        body="hi",
+        status_callback=service.url("/sms/status"),
     )
     hits = service.wait_hits("/sms/status", 2)
     assert [h.get("MessageStatus") for h in hits] == ["sent", "undelivered"]
@@ -50,10 +56,15 @@ def test_sms_undelivered(client: Client, emulator: RunningEmulator, service: Ser
 
 
 def test_sms_segments(client: Client) -> None:
-    assert client.messages.create(to="+15550000000", from_=CALLER, body="a" * 161).num_segments == "2"
+    assert (
+        client.messages.create(to="+15550000000", from_=CALLER, body="a" * 161).num_segments == "2"
+    )
     chinese = "您好，这是一条防诈骗提醒。" * 6  # 78 characters, UCS-2
     assert client.messages.create(to="+15550000000", from_=CALLER, body=chinese).num_segments == "2"
-    assert client.messages.create(to="+15550000000", from_=CALLER, body=chinese[:70]).num_segments == "1"
+    assert (
+        client.messages.create(to="+15550000000", from_=CALLER, body=chinese[:70]).num_segments
+        == "1"
+    )
 
 
 def test_sms_through_a_messaging_service(
@@ -61,7 +72,9 @@ def test_sms_through_a_messaging_service(
 ) -> None:
     service_sid = "MG" + "1" * 32
     message = client.messages.create(
-        to="+15550000000", messaging_service_sid=service_sid, body="hi",
+        to="+15550000000",
+        messaging_service_sid=service_sid,
+        body="hi",
         status_callback=service.url("/sms/status"),
     )
     assert message.status == "accepted" and message.messaging_service_sid == service_sid
@@ -76,7 +89,10 @@ def test_inbound_sms(emulator: RunningEmulator, service: ServiceStub) -> None:
         '<?xml version="1.0" encoding="UTF-8"?><Response><Message>收到，谢谢</Message></Response>',
     )
     answer = control(
-        emulator, "POST", "/inbound/sms", json={"from": "+15550000000", "to": CALLER, "body": "STOP 停止"}
+        emulator,
+        "POST",
+        "/inbound/sms",
+        json={"from": "+15550000000", "to": CALLER, "body": "STOP 停止"},
     )
     assert answer["status_code"] == 200 and "<Message>" in answer["body"]
     assert answer["replies"] == ["收到，谢谢"]
@@ -89,7 +105,8 @@ def test_inbound_sms(emulator: RunningEmulator, service: ServiceStub) -> None:
     assert hit.get("AccountSid") == ACCOUNT_SID and hit.get("ApiVersion") == "2010-04-01"
     messages = control(emulator, "GET", "/messages")
     assert [(m["direction"], m["status"]) for m in messages] == [
-        ("inbound", "received"), ("outbound-reply", "sent"),
+        ("inbound", "received"),
+        ("outbound-reply", "sent"),
     ]
 
 

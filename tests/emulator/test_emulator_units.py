@@ -43,9 +43,7 @@ def test_signature_of_repeated_keys_is_accepted_by_the_sdk() -> None:
     assert RequestValidator("tok").validate("http://h/cb", MultiDict(params), signature)
 
 
-_text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20
-)
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20)
 
 
 @given(
@@ -99,8 +97,16 @@ def test_behaviours_parse() -> None:
 def test_last_digit_table_and_overrides() -> None:
     kinds = [behaviour_for(f"+1555000000{d}", {}).kind for d in range(10)]
     assert kinds == [
-        "human", "human", "human", "human", "hangup", "no-answer", "busy", "voicemail",
-        "unreachable", "long-ring",
+        "human",
+        "human",
+        "human",
+        "human",
+        "hangup",
+        "no-answer",
+        "busy",
+        "voicemail",
+        "unreachable",
+        "long-ring",
     ]
     assert behaviour_for("+15550000000", {"+15550000000": "busy"}).kind == "busy"
     # SMS-only faults leave the call behaviour to the last digit

@@ -615,3 +615,40 @@ def test_invariants_hold_over_any_timeline(world: World) -> None:
     if case.disposition == Disposition.STILL_BELIEVES and case.closed_at is None:
         assert case.state is CaseState.ESCALATED
     event(f"{case.risk}: {case.state}, {len(placed)} robot calls, {len(follow_ups)} follow-ups")
+
+
+FAILURES = [r for r in CALL_RESULTS if r.kind == "finish" and not set(r.digits or "") & {"1"}]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    risk=st.sampled_from(Risk),
+    policy=policies(),
+    failures=st.lists(st.sampled_from(FAILURES), min_size=1, max_size=10),
+    call_minutes=st.sampled_from([0.0, 0.5, 2.0]),
+    reply_minutes=st.floats(0.0, 120.0),
+    staff=st.none() | st.tuples(st.floats(0.0, 60.0), st.sampled_from(STAFF_ACTIONS)),
+    scale=st.sampled_from([1.0, 60.0]),
+)
+def test_a_reply_or_a_closing_at_any_moment_stops_the_robot(
+    risk: Risk,
+    policy: PolicySettings,
+    failures: list[Result],
+    call_minutes: float,
+    reply_minutes: float,
+    staff: tuple[float, str] | None,
+    scale: float,
+) -> None:
+    """Invariant 1 where it is hardest: the person confirms by SMS while a retry is scheduled."""
+
+    def script(a: AttemptSnapshot) -> tuple[Result, float]:
+        if a.channel is Channel.SMS:
+            return Result("reply", Outcome.DELIVERED), reply_minutes
+        return failures[min(len(failures) - 1, a.id)], call_minutes
+
+    world = World(new_case(risk), script, policy, scale, staff)
+    world.run()  # asserts no live robot call is placed after confirmation or closing
+    end = world.case.confirmed_at or world.case.closed_at
+    if end is not None:
+        late = [a for a in world.attempts if a.purpose in LIVE and a.due_at > end]
+        assert all(a.state is AttemptState.CANCELED for a in late)

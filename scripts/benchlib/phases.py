@@ -1,0 +1,605 @@
+"""Each measurement of the benchmark: start what it needs, load it, read the figures, stop."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+from sqlalchemy import text
+
+from robot.emulator.signing import compute_signature
+from robot.models import Attempt, IncomingWarning
+
+from . import data
+from .http import Run, basic_auth, build, closed, open_loop, percentile
+from .stack import ACCOUNT_SID, AUTH_TOKEN, Database, Databases, Proc, Stack
+
+FROM_NUMBER = "+15005550006"
+#: Emulated seconds per real second: a busy call (3 emulated seconds) ends in 3 ms.
+CARRIER_SPEED = 1000.0
+
+
+@dataclass
+class Config:
+    workdir: Path
+    postgres_url: str
+    databases: tuple[str, ...] = ("sqlite", "postgres")
+    concurrency: int = 16
+    noop_requests: int = 4000
+    intake_requests: int = 3000
+    batch_size: int = 1000
+    batches: int = 20
+    dial_rate: float = 100.0
+    dial_seconds: float = 15.0
+    emulator_requests: int = 3000
+    sdk_requests: int = 2000
+    dispatch_backlog: int = 6000
+    dispatch_workers: tuple[int, ...] = (1, 2, 4)
+    webhook_attempts: int = 2000
+    scale_sizes: tuple[int, ...] = (1_000, 1_000_000)
+    scale_ticks: int = 30
+    pacing_rate: float = 20.0
+    pacing_seconds: float = 12.0
+    pacing_workers: int = 2
+    warmup: int = 200
+    profile: bool = False
+
+
+@dataclass
+class Bench:
+    config: Config
+    stack: Stack
+    dbs: Databases
+    emulator: Proc
+    noop: Proc
+    results: dict[str, Any] = field(default_factory=dict)
+    log: Callable[[str], None] = print
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def env(self, db: Database, public_url: str, **extra: Any) -> dict[str, str]:
+        settings: dict[str, Any] = {
+            "database_url": db.url,
+            "twilio_api_base_url": self.emulator.url,
+            "server_public_base_url": public_url,
+            # Pacing off: the figures are the service's own cost, not the provider's limit.
+            "worker_calls_per_second": 0,
+            "worker_max_concurrent_calls": 0,
+            "worker_sms_per_second": 0,
+        }
+        settings.update(extra)
+        return self.stack.env(**settings)
+
+    def emulator_reset(self) -> None:
+        requests.post(self.emulator.url + "/_emulator/reset", timeout=30).raise_for_status()
+
+    def emulator_health(self) -> dict[str, Any]:
+        response = requests.get(self.emulator.url + "/_emulator/health", timeout=30)
+        result: dict[str, Any] = response.json()
+        return result
+
+    def call_creates(self) -> list[tuple[float, str]]:
+        """(time, To) of every accepted call create the emulator received, in time order."""
+        records = requests.get(self.emulator.url + "/_emulator/requests", timeout=120).json()
+        found = [
+            (float(r["time"]), str(r["params"].get("To")))
+            for r in records
+            if r["method"] == "POST" and r["path"].endswith("/Calls.json") and r["status"] == 201
+        ]
+        return sorted(found)
+
+    def wait_calls(self, expected: int, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        calls = 0
+        while time.monotonic() < deadline:
+            calls = int(self.emulator_health()["calls"])
+            if calls >= expected:
+                return calls
+            time.sleep(0.2)
+        return calls
+
+    def profiled(self, proc: Proc, label: str, seconds: float) -> Any:
+        return self.stack.profile(proc, label, seconds) if self.config.profile else None
+
+    @staticmethod
+    def latency_ms(run: Run, ok: Sequence[int]) -> dict[str, float]:
+        values = [s.latency * 1000 for s in run.samples if s.status in ok]
+        return {
+            "p50_ms": round(percentile(values, 50), 2),
+            "p99_ms": round(percentile(values, 99), 2),
+        }
+
+    @staticmethod
+    def wake(db: Database) -> None:
+        """What the web process does after a commit: wake the workers now."""
+        from robot.wakeup import Waker
+
+        engine = db.engine()
+        try:
+            waker = Waker(engine)
+            with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_notify('robot_wake', '')"))
+            waker.after_commit()
+        finally:
+            engine.dispose()
+
+    # --- ceilings ---------------------------------------------------------------------------
+
+    def ceilings(self) -> None:
+        cfg = self.config
+        body = _warning(0, "noop")
+        url = self.noop.url + "/api/v1/warnings"
+        headers = [("Authorization", "Bearer wr_x")]
+        warm = [build("POST", url, body, headers, "application/json")] * cfg.warmup
+        closed(self.noop.url, warm, cfg.concurrency)
+        reqs = [build("POST", url, body, headers, "application/json")] * cfg.noop_requests
+        spy = self.profiled(self.noop, "noop", 3)
+        run = closed(self.noop.url, reqs, cfg.concurrency)
+        _wait(spy)
+        self.results["noop"] = {
+            "requests": len(reqs),
+            "ok": run.count(200),
+            "rate_per_s": round(run.count(200) / run.elapsed, 1),
+            **self.latency_ms(run, (200,)),
+        }
+        self.log(f"  no-op endpoint: {self.results['noop']}")
+
+        # The emulator's own create rate: raw HTTP, no callbacks, a callee that is busy.
+        self.emulator_reset()
+        path = f"{self.emulator.url}/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
+        auth = basic_auth(ACCOUNT_SID, AUTH_TOKEN)
+        form = "To=%2B{to}&From=%2B15005550006&Twiml=%3CResponse%2F%3E"
+
+        def create(i: int) -> bytes:
+            body = form.format(to=data.phone(900_000 + i, 6)[1:]).encode()
+            return build("POST", path, body, [auth], "application/x-www-form-urlencoded")
+
+        closed(self.emulator.url, [create(i) for i in range(cfg.warmup)], cfg.concurrency)
+        reqs = [create(cfg.warmup + i) for i in range(cfg.emulator_requests)]
+        run = closed(self.emulator.url, reqs, cfg.concurrency)
+        self.results["emulator_create"] = {
+            "requests": len(reqs),
+            "ok": run.count(201),
+            "rate_per_s": round(run.count(201) / run.elapsed, 1),
+            **self.latency_ms(run, (201,)),
+        }
+        self.log(f"  emulator creates (raw HTTP): {self.results['emulator_create']}")
+
+        # The same through the twilio SDK from 8 threads of one process, with status callbacks
+        # (to the no-op sink): the most one worker could place if the database cost nothing.
+        self.emulator_reset()
+        from robot.config import TwilioSettings
+        from robot.providers import CallRequest
+        from robot.providers.twilio import TwilioProvider
+
+        provider = TwilioProvider(
+            TwilioSettings(
+                account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, api_base_url=self.emulator.url
+            )
+        )
+
+        def place(i: int) -> None:
+            to = data.phone(950_000 + i, 6)
+            provider.place_call(
+                CallRequest(
+                    to=to,
+                    from_=FROM_NUMBER,
+                    twiml_url=f"{self.noop.url}/twilio/call/x{i}/twiml",
+                    status_callback=f"{self.noop.url}/twilio/call/x{i}/status",
+                    amd_callback=f"{self.noop.url}/twilio/call/x{i}/amd",
+                    ring_timeout=30,
+                )
+            )
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(place, range(cfg.warmup)))
+            started = time.perf_counter()
+            list(pool.map(place, range(cfg.warmup, cfg.warmup + cfg.sdk_requests)))
+            elapsed = time.perf_counter() - started
+        self.results["sdk_create"] = {
+            "requests": cfg.sdk_requests,
+            "threads": 8,
+            "rate_per_s": round(cfg.sdk_requests / elapsed, 1),
+        }
+        self.log(f"  twilio SDK creates (8 threads): {self.results['sdk_create']}")
+        time.sleep(0.5)
+        self.emulator_reset()
+
+    # --- intake -----------------------------------------------------------------------------
+
+    def intake(self, kind: str) -> None:
+        cfg = self.config
+        db = self.dbs.fresh(kind, "intake")
+        engine = db.engine()
+        _, key = data.make_source(engine)
+        web = self.stack.web(f"web-intake-{kind}", self.env(db, ""))
+        url = web.url + "/api/v1/warnings"
+        auth = [("Authorization", f"Bearer {key}")]
+        try:
+            warm = [
+                build("POST", url, _warning(i, f"warm-{i}"), auth, "application/json")
+                for i in range(cfg.warmup)
+            ]
+            closed(web.url, warm, cfg.concurrency)
+            reqs = [
+                build("POST", url, _warning(10_000 + i, f"s-{i}"), auth, "application/json")
+                for i in range(cfg.intake_requests)
+            ]
+            spy = self.profiled(web, f"intake-single-{kind}", 3)
+            run = closed(web.url, reqs, cfg.concurrency)
+            _wait(spy)
+            accepted = run.count(202)
+            committed = data.count_rows(
+                engine, IncomingWarning, IncomingWarning.external_id.like("s-%")
+            )
+            single = {
+                "requests": len(reqs),
+                "accepted": accepted,
+                "committed": committed,
+                "errors": run.errors,
+                "rate_per_s": round(accepted / run.elapsed, 1),
+                **self.latency_ms(run, (202,)),
+            }
+            noop = self.results.get("noop", {}).get("rate_per_s")
+            if noop:
+                single["of_noop"] = round(single["rate_per_s"] / noop, 3)
+            self.log(f"  intake one per request [{kind}]: {single}")
+
+            batches = []
+            for b in range(cfg.batches):
+                items = [
+                    json.loads(_warning(100_000 + b * cfg.batch_size + i, f"b-{b}-{i}"))
+                    for i in range(cfg.batch_size)
+                ]
+                body = json.dumps({"warnings": items}).encode()
+                batches.append(build("POST", url, body, auth, "application/json"))
+            spy = self.profiled(web, f"intake-batch-{kind}", 3)
+            run = closed(web.url, batches, 2)
+            _wait(spy)
+            accepted = sum(json.loads(s.body).get("accepted", 0) for s in run.samples if s.status == 202)
+            committed = data.count_rows(
+                engine, IncomingWarning, IncomingWarning.external_id.like("b-%")
+            )
+            batch = {
+                "batch_size": cfg.batch_size,
+                "requests": len(batches),
+                "accepted": accepted,
+                "committed": committed,
+                "errors": run.errors,
+                "rate_per_s": round(accepted / run.elapsed, 1),
+                **self.latency_ms(run, (202,)),
+            }
+            self.log(f"  intake batches of {cfg.batch_size} [{kind}]: {batch}")
+            self.results.setdefault("intake", {})[kind] = {"single": single, "batch": batch}
+        finally:
+            self.stack.stop(web)
+            engine.dispose()
+
+    # --- time to dial -----------------------------------------------------------------------
+
+    def time_to_dial(self, kind: str) -> None:
+        cfg = self.config
+        db = self.dbs.fresh(kind, "dial")
+        engine = db.engine()
+        _, key = data.make_source(engine)
+        self.emulator_reset()
+        web = self.stack.web(f"web-dial-{kind}", self.env(db, ""))
+        worker = self.stack.worker(f"worker-dial-{kind}", self.env(db, web.url))
+        url = web.url + "/api/v1/warnings"
+        auth = [("Authorization", f"Bearer {key}")]
+        try:
+            # Numbers ending in 6 are busy: the call ends at once and its callbacks come back.
+            warm = [
+                build("POST", url, _warning(200_000 + i, f"dw-{i}", 6), auth, "application/json")
+                for i in range(20)
+            ]
+            open_loop(web.url, warm, 20)
+            self.wait_calls(len(warm), 15)
+            count = max(1, int(cfg.dial_rate * cfg.dial_seconds))
+            phones = [data.phone(300_000 + i, 6) for i in range(count)]
+            reqs = [
+                build("POST", url, _warning(300_000 + i, f"d-{i}", 6), auth, "application/json")
+                for i in range(count)
+            ]
+            spy = self.profiled(worker, f"dial-worker-{kind}", cfg.dial_seconds)
+            spy_web = self.profiled(web, f"dial-web-{kind}", cfg.dial_seconds)
+            run = open_loop(web.url, reqs, cfg.dial_rate)
+            _wait(spy)
+            _wait(spy_web)
+            self.wait_calls(len(warm) + count, 30)
+            created = {to: t for t, to in reversed(self.call_creates())}  # first create per To
+            dials, missing = [], 0
+            for sample in run.samples:
+                to = phones[sample.index]
+                if sample.status != 202 or to not in created:
+                    missing += 1
+                    continue
+                dials.append((created[to] - sample.wall_end) * 1000)
+            result = {
+                "rate_per_s": cfg.dial_rate,
+                "warnings": count,
+                "accepted": run.count(202),
+                "dialled": len(dials),
+                "missing": missing,
+                "p50_ms": round(percentile(dials, 50), 1),
+                "p95_ms": round(percentile(dials, 95), 1),
+                "p99_ms": round(percentile(dials, 99), 1),
+                "max_ms": round(max(dials, default=0.0), 1),
+                "intake_p50_ms": round(percentile([s.latency * 1000 for s in run.samples], 50), 1),
+                "intake_p99_ms": round(percentile([s.latency * 1000 for s in run.samples], 99), 1),
+            }
+            self.log(f"  time to dial at {cfg.dial_rate:g}/s [{kind}]: {result}")
+            self.results.setdefault("time_to_dial", {})[kind] = result
+        finally:
+            self.stack.stop(worker, web)
+            engine.dispose()
+
+    # --- dispatch ---------------------------------------------------------------------------
+
+    def dispatch(self, kind: str, workers: int, backlog: int | None = None) -> dict[str, Any]:
+        cfg = self.config
+        backlog = backlog or cfg.dispatch_backlog
+        db = self.dbs.fresh(kind, f"dispatch{workers}")
+        engine = db.engine()
+        source_id, _ = data.make_source(engine)
+        self.emulator_reset()
+        # Status callbacks go to the no-op sink: this measures placing, not the webhooks.
+        env = self.env(db, self.noop.url)
+        procs = [self.stack.worker(f"worker-dispatch-{kind}-{workers}-{i}", env) for i in range(workers)]
+        try:
+            cases = data.insert_cases(engine, source_id, backlog, first_phone=400_000, last_digit=6)
+            data.insert_attempts(engine, cases, due_at=datetime.now(UTC) - timedelta(seconds=1))
+            self.wake(db)
+            spy = self.profiled(procs[0], f"dispatch-worker-{kind}-{workers}", 4)
+            calls = self.wait_calls(backlog, 30 + backlog / 50)
+            _wait(spy)
+            time.sleep(1.0)  # anything placed twice would show up by now
+            creates = self.call_creates()
+            times = [t for t, _ in creates]
+            per_to = Counter(to for _, to in creates)
+            twice = sum(n - 1 for n in per_to.values() if n > 1)
+            with engine.connect() as conn:
+                placed = conn.execute(
+                    text("SELECT count(*), count(DISTINCT provider_sid) FROM attempts WHERE state = 'placed'")
+                ).one()
+            result = {
+                "workers": workers,
+                "backlog": backlog,
+                "placed": len(per_to),
+                "creates": calls,
+                "placed_twice": twice,
+                "db_placed": int(placed[0]),
+                "db_distinct_sids": int(placed[1]),
+                "rate_per_s": round(_rate(times), 1),
+                "steady_rate_per_s": round(_rate(times, 0.1, 0.9), 1),
+            }
+            result["per_worker_per_s"] = round(result["rate_per_s"] / workers, 1)
+            self.log(f"  dispatch [{kind}, {workers} worker(s)]: {result}")
+            self.results.setdefault("dispatch", {}).setdefault(kind, {})[str(workers)] = result
+            return result
+        finally:
+            self.stack.stop(*procs)
+            engine.dispose()
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    def webhooks(self, kind: str) -> None:
+        cfg = self.config
+        db = self.dbs.fresh(kind, "webhooks")
+        engine = db.engine()
+        source_id, _ = data.make_source(engine)
+        cases = data.insert_cases(engine, source_id, cfg.webhook_attempts, first_phone=600_000)
+        attempts = data.insert_attempts(
+            engine, cases, due_at=datetime.now(UTC), state="placed", placed=True
+        )
+        web = self.stack.web(f"web-webhooks-{kind}", self.env(db, ""))
+        try:
+            rounds = [("initiated", ""), ("ringing", ""), ("in-progress", ""), ("completed", "15")]
+            reqs: list[bytes] = []
+            for seq, (status, duration) in enumerate(rounds):
+                for _, code, to in attempts:
+                    url = f"{web.url}/twilio/call/{code}/status"
+                    params = [
+                        ("AccountSid", ACCOUNT_SID),
+                        ("ApiVersion", "2010-04-01"),
+                        ("CallSid", "CA" + code),
+                        ("CallStatus", status),
+                        ("Direction", "outbound-api"),
+                        ("From", FROM_NUMBER),
+                        ("To", to),
+                        ("SequenceNumber", str(seq)),
+                        ("CallbackSource", "call-progress-events"),
+                        ("Timestamp", "Sat, 21 Nov 2026 10:00:00 +0000"),
+                    ]
+                    if duration:
+                        params += [("CallDuration", duration), ("Duration", "1")]
+                    headers = [("X-Twilio-Signature", compute_signature(AUTH_TOKEN, url, params))]
+                    body = urlencode(params).encode()
+                    reqs.append(build("POST", url, body, headers, "application/x-www-form-urlencoded"))
+            warm = reqs[: cfg.warmup]
+            closed(web.url, warm, cfg.concurrency)
+            timed = reqs[cfg.warmup :]
+            spy = self.profiled(web, f"webhooks-{kind}", 3)
+            run = closed(web.url, timed, cfg.concurrency)
+            _wait(spy)
+            finished = data.count_rows(engine, Attempt, Attempt.state == "finished")
+            result = {
+                "callbacks": len(timed),
+                "ok": run.count(200),
+                "refused": len(run.samples) - run.count(200),
+                "errors": run.errors,
+                "attempts_finished": finished,
+                "attempts": len(attempts),
+                "rate_per_s": round(run.count(200) / run.elapsed, 1),
+                **self.latency_ms(run, (200,)),
+            }
+            self.log(f"  signed status callbacks [{kind}]: {result}")
+            self.results.setdefault("webhooks", {})[kind] = result
+        finally:
+            self.stack.stop(web)
+            engine.dispose()
+
+    # --- scale ------------------------------------------------------------------------------
+
+    def scale(self, kind: str) -> None:
+        cfg = self.config
+        out: dict[str, Any] = {}
+        for size in cfg.scale_sizes:
+            db = self.dbs.fresh(kind, f"scale{size}")
+            engine = db.engine()
+            source_id, _ = data.make_source(engine)
+            started = time.perf_counter()
+            per_case = 5 if size >= 5 else 1
+            data.insert_far_future(
+                engine, source_id, size // per_case, per_case, datetime.now(UTC) + timedelta(days=30)
+            )
+            loaded = time.perf_counter() - started
+            engine.dispose()
+            figures = self._tick_cost(db)
+            proc = self.stack.worker(f"worker-scale-{kind}-{size}", self.env(db, self.noop.url))
+            try:
+                spy = self.profiled(proc, f"scale-worker-{kind}-{size}", 3)
+                time.sleep(4.0)  # a few ticks and feedback runs
+                _wait(spy)
+                memory = _memory(proc)
+            finally:
+                self.stack.stop(proc)
+            out[str(size)] = {"pending": size, "load_s": round(loaded, 1), **figures, **memory}
+            self.log(f"  scale [{kind}, {size:,} pending]: {out[str(size)]}")
+        self.results.setdefault("scale", {})[kind] = out
+
+    def _tick_cost(self, db: Database) -> dict[str, Any]:
+        """Time Worker.tick() and its parts in this process with nothing due."""
+        from robot.config import load_settings
+        from robot.db import create_db_engine, create_session_factory
+        from robot.escalation import review_due
+        from robot.models import utcnow
+        from robot.worker import Worker, build_provider
+
+        settings = load_settings(environ=self.env(db, self.noop.url))
+        engine = create_db_engine(settings.database)
+        sessions = create_session_factory(engine)
+        worker = Worker(settings, sessions, build_provider(settings), "bench-tick")
+        try:
+            parts: dict[str, Callable[[], Any]] = {
+                "tick": worker.tick,
+                "review_due": lambda: review_due(sessions, settings, utcnow()),
+                "run_commands": worker.run_commands,
+                "dispatch_run_once": worker.dispatcher.run_once,
+                "reconcile": worker.reconcile,
+                "deliver_feedback": worker.deliver_feedback,
+            }
+            figures: dict[str, Any] = {}
+            for name, fn in parts.items():
+                for _ in range(3):
+                    fn()
+                times = []
+                for _ in range(self.config.scale_ticks):
+                    t = time.perf_counter()
+                    fn()
+                    times.append((time.perf_counter() - t) * 1000)
+                figures[f"{name}_ms"] = round(statistics.median(times), 3)
+            return figures
+        finally:
+            worker.close()
+            engine.dispose()
+
+    # --- pacing -----------------------------------------------------------------------------
+
+    def pacing(self, kind: str) -> None:
+        cfg = self.config
+        rate, seconds = cfg.pacing_rate, cfg.pacing_seconds
+        db = self.dbs.fresh(kind, "pacing")
+        engine = db.engine()
+        source_id, _ = data.make_source(engine)
+        self.emulator_reset()
+        env = self.env(db, self.noop.url, worker_calls_per_second=rate)
+        procs = [
+            self.stack.worker(f"worker-pacing-{kind}-{i}", env) for i in range(cfg.pacing_workers)
+        ]
+        try:
+            backlog = int(rate * (seconds + 10))
+            cases = data.insert_cases(engine, source_id, backlog, first_phone=700_000, last_digit=6)
+            data.insert_attempts(engine, cases, due_at=datetime.now(UTC) - timedelta(seconds=1))
+            self.wake(db)
+            self.wait_calls(1, 15)
+            time.sleep(seconds + 0.5)
+        finally:
+            self.stack.stop(*procs)
+            engine.dispose()
+        times = [t for t, _ in self.call_creates()]
+        t0 = times[0] if times else 0.0
+        window = [t for t in times if t < t0 + seconds]
+        result = {
+            "limit_per_s": rate,
+            "workers": cfg.pacing_workers,
+            "seconds": seconds,
+            "placed": len(window),
+            "max_in_any_1s": _max_in_window(times, 1.0),
+            "used_share": round(len(window) / (rate * seconds), 3),
+        }
+        self.log(f"  pacing [{kind}, {cfg.pacing_workers} workers]: {result}")
+        self.results.setdefault("pacing", {})[kind] = result
+
+
+# --- small functions ------------------------------------------------------------------------
+
+
+def _warning(i: int, external_id: str, last_digit: int | None = None) -> bytes:
+    return json.dumps(
+        {
+            "external_id": external_id,
+            "phone": data.phone(i, last_digit),
+            "risk": "high",
+            "fraud_type": "fake_police",
+            "trigger": "fraud_call",
+            "name": "Bench Person",
+            "area": "Xihu",
+        }
+    ).encode()
+
+
+def _wait(proc: Any) -> None:
+    if proc is not None:
+        with contextlib.suppress(Exception):
+            proc.wait(60)
+
+
+def _rate(times: Sequence[float], low: float = 0.0, high: float = 1.0) -> float:
+    if len(times) < 2:
+        return 0.0
+    first = int(low * (len(times) - 1))
+    last = int(high * (len(times) - 1))
+    span = times[last] - times[first]
+    return (last - first) / span if span > 0 else 0.0
+
+
+def _max_in_window(times: Sequence[float], width: float) -> int:
+    """The most events in any half-open window [t, t + width)."""
+    best, j = 0, 0
+    ordered = sorted(times)
+    for i, t in enumerate(ordered):
+        while j < len(ordered) and ordered[j] < t + width:
+            j += 1
+        best = max(best, j - i)
+    return best
+
+
+def _memory(proc: Proc) -> dict[str, float]:
+    from .stack import memory_mb
+
+    found = memory_mb(proc.pid)
+    return {"worker_rss_mb": round(found["rss_mb"], 1), "worker_peak_mb": round(found["peak_mb"], 1)}
+

@@ -1,0 +1,141 @@
+"""The issue's targets, checked against a run's results, and the table printed at the end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _get(results: dict[str, Any], *path: str) -> Any:
+    node: Any = results
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per target: what it asks, what this run measured, met or not (None: not run)."""
+    rows: list[dict[str, Any]] = []
+
+    def add(target: str, measured: str, met: bool | None) -> None:
+        rows.append({"target": target, "measured": measured, "met": met})
+
+    noop = _get(results, "noop", "rate_per_s")
+    for kind in ("sqlite", "postgres"):
+        single = _get(results, "intake", kind, "single")
+        if single:
+            share = single["rate_per_s"] / noop if noop else 0.0
+            add(
+                f"intake one per request [{kind}] >= 50% of no-op",
+                f"{single['rate_per_s']:.0f}/s = {share:.0%} of {noop:.0f}/s "
+                f"(p50 {single['p50_ms']} ms, p99 {single['p99_ms']} ms)",
+                share >= 0.5,
+            )
+        batch = _get(results, "intake", kind, "batch")
+        if batch:
+            add(
+                f"intake batches of {batch['batch_size']} [{kind}] >= 10,000/s",
+                f"{batch['rate_per_s']:.0f}/s (p50 {batch['p50_ms']} ms, p99 {batch['p99_ms']} ms)",
+                batch["rate_per_s"] >= 10_000,
+            )
+    for kind in ("sqlite", "postgres"):
+        dial = _get(results, "time_to_dial", kind)
+        if dial:
+            add(
+                f"time to dial at {dial['rate_per_s']:g}/s [{kind}]: p50 <= 20 ms, p99 <= 100 ms",
+                f"p50 {dial['p50_ms']} ms, p95 {dial['p95_ms']} ms, p99 {dial['p99_ms']} ms"
+                f" ({dial['dialled']}/{dial['warnings']} dialled)",
+                dial["p50_ms"] <= 20 and dial["p99_ms"] <= 100 and dial["missing"] == 0,
+            )
+    for kind in ("sqlite", "postgres"):
+        one = _get(results, "dispatch", kind, "1")
+        if one:
+            add(
+                f"dispatch, one worker [{kind}] >= 500 attempts/s",
+                f"{one['per_worker_per_s']:.0f}/s ({one['placed']}/{one['backlog']} placed)",
+                one["per_worker_per_s"] >= 500,
+            )
+    one = _get(results, "dispatch", "postgres", "1")
+    two = _get(results, "dispatch", "postgres", "2")
+    four = _get(results, "dispatch", "postgres", "4")
+    if one and two:
+        ratio = two["rate_per_s"] / one["rate_per_s"] if one["rate_per_s"] else 0.0
+        add(
+            "2 workers [postgres] >= 1.5x one worker",
+            f"{two['rate_per_s']:.0f}/s vs {one['rate_per_s']:.0f}/s = {ratio:.2f}x",
+            ratio >= 1.5,
+        )
+    if four:
+        add(
+            "4 workers [postgres]: zero attempts placed twice",
+            f"{four['placed_twice']} twice, {four['placed']}/{four['backlog']} placed, "
+            f"{four['rate_per_s']:.0f}/s",
+            four["placed_twice"] == 0 and four["placed"] == four["backlog"],
+        )
+    for kind in ("sqlite", "postgres"):
+        hooks = _get(results, "webhooks", kind)
+        if hooks:
+            add(
+                f"signed status callbacks [{kind}] >= 1,500/s",
+                f"{hooks['rate_per_s']:.0f}/s ({hooks['refused']} refused, "
+                f"p50 {hooks['p50_ms']} ms, p99 {hooks['p99_ms']} ms)",
+                hooks["rate_per_s"] >= 1500 and hooks["refused"] == 0,
+            )
+    for kind in ("sqlite", "postgres"):
+        scale = _get(results, "scale", kind)
+        if scale and len(scale) >= 2:
+            sizes = sorted(scale, key=int)
+            small, big = scale[sizes[0]], scale[sizes[-1]]
+            ratio = big["tick_ms"] / small["tick_ms"] if small["tick_ms"] else 0.0
+            add(
+                f"tick with {int(sizes[-1]):,} pending within 2x of {int(sizes[0]):,} [{kind}]",
+                f"{big['tick_ms']} ms vs {small['tick_ms']} ms = {ratio:.2f}x",
+                ratio <= 2.0,
+            )
+            add(
+                f"worker memory with {int(sizes[-1]):,} pending [{kind}] < 200 MB",
+                f"{big['worker_peak_mb']} MB peak RSS",
+                big["worker_peak_mb"] < 200,
+            )
+    for kind in ("sqlite", "postgres"):
+        pacing = _get(results, "pacing", kind)
+        if pacing:
+            add(
+                f"pacing at {pacing['limit_per_s']:g}/s [{kind}]: never above in any 1 s",
+                f"max {pacing['max_in_any_1s']} in any 1 s ({pacing['workers']} workers)",
+                pacing["max_in_any_1s"] <= pacing["limit_per_s"],
+            )
+            add(
+                f"pacing at {pacing['limit_per_s']:g}/s [{kind}]: >= 95% of the limit used",
+                f"{pacing['used_share']:.1%} ({pacing['placed']} in {pacing['seconds']:g} s)",
+                pacing["used_share"] >= 0.95,
+            )
+    return rows
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = []
+    m = results.get("machine", {})
+    lines.append(
+        f"machine: {m.get('cpus')} CPUs ({m.get('cpu')}), {m.get('memory')}, Python {m.get('python')},"
+        f" SQLite {m.get('sqlite')}"
+    )
+    ceilings = []
+    if _get(results, "noop"):
+        ceilings.append(f"no-op endpoint {results['noop']['rate_per_s']:.0f}/s")
+    if _get(results, "emulator_create"):
+        ceilings.append(f"emulator creates {results['emulator_create']['rate_per_s']:.0f}/s")
+    if _get(results, "sdk_create"):
+        ceilings.append(f"SDK creates (8 threads) {results['sdk_create']['rate_per_s']:.0f}/s")
+    if ceilings:
+        lines.append("ceilings: " + ", ".join(ceilings))
+    rows = results.get("targets", [])
+    width = max((len(r["target"]) for r in rows), default=10)
+    for row in rows:
+        mark = {True: "MET  ", False: "UNMET", None: "-    "}[row["met"]]
+        lines.append(f"{mark} {row['target']:<{width}}  {row['measured']}")
+    for failure in results.get("failures", []):
+        lines.append(f"FAILED {failure}")
+    lines.append(f"({results.get('seconds', 0):.0f} s)")
+    return "\n".join(lines)

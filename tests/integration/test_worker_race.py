@@ -1,0 +1,134 @@
+"""Several workers over the same due attempts: each placed exactly once; a dead worker loses nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+import requests
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from robot.config import Settings
+from robot.emulator.server import RunningEmulator, start_emulator_in_thread
+from robot.emulator.settings import EmulatorSettings
+from robot.models import Attempt, AttemptState, Case, utcnow
+from robot.providers import CallRequest
+from robot.sources import add_source
+from robot.telephony.urls import WebhookUrls
+from robot.worker import Worker, build_provider
+
+
+@pytest.fixture
+def emulator(settings: Settings) -> Iterator[RunningEmulator]:
+    running = start_emulator_in_thread(
+        EmulatorSettings(account_sid=settings.twilio.account_sid, auth_token=settings.twilio.auth_token, time_scale=200)
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def worker_settings(settings: Settings, emulator: RunningEmulator) -> Settings:
+    return replace(
+        settings,
+        # Callbacks go nowhere: this test is about placing, not outcomes.
+        server=replace(settings.server, public_base_url="http://127.0.0.1:9"),
+        twilio=replace(settings.twilio, api_base_url=emulator.base_url),
+        worker=replace(settings.worker, calls_per_second=0, sms_per_second=0, max_concurrent_calls=0, lease_seconds=1, batch_size=20),
+    )
+
+
+def backlog(sessions: sessionmaker[Session], count: int, channel: str = "sms") -> list[int]:
+    now = utcnow()
+    with sessions.begin() as session:
+        source = add_source(session, f"race-{time.monotonic_ns()}").source
+        ids = []
+        for i in range(count):
+            phone = f"+86138{i:08d}"
+            case = Case(source_id=source.id, phone=phone, open_key=phone, risk="high", fraud_type="fake_police", opened_at=now, updated_at=now, timezone="Asia/Shanghai")
+            session.add(case)
+            session.flush()
+            attempt = Attempt(case_id=case.id, channel=channel, purpose="warning", to_phone=phone, template=f"warning_{channel}" if channel == "sms" else "warning_call", due_at=now - timedelta(seconds=1))
+            session.add(attempt)
+            session.flush()
+            ids.append(attempt.id)
+    return ids
+
+
+def created(emulator: RunningEmulator, kind: str) -> Counter[str]:
+    records = requests.get(f"{emulator.base_url}/_emulator/requests", timeout=10).json()
+    return Counter(r["params"]["To"] for r in records if r["method"] == "POST" and r["path"].endswith(f"/{kind}.json"))
+
+
+def test_four_workers_place_each_attempt_exactly_once(worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator) -> None:
+    ids = backlog(sessions, 120)
+    # Leases long enough to cover placing a whole batch (the dead-worker tests use short ones).
+    worker_settings = replace(worker_settings, worker=replace(worker_settings.worker, lease_seconds=30))
+    workers = [Worker(worker_settings, sessions, build_provider(worker_settings), f"w{i}") for i in range(4)]
+    barrier = threading.Barrier(4)
+    placed = [0] * 4
+
+    def run(i: int) -> None:
+        barrier.wait()
+        for _ in range(10):
+            placed[i] += workers[i].dispatcher.run_once()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for worker in workers:
+        worker.close()
+    per_number = created(emulator, "Messages")
+    assert len(per_number) == len(ids)
+    assert set(per_number.values()) == {1}  # never twice
+    assert sum(placed) == len(ids)
+    with sessions() as session:
+        states = Counter(session.scalars(select(Attempt.state).where(Attempt.id.in_(ids))))
+        assert states == {AttemptState.PLACED.value: len(ids)}
+        claimers = Counter(session.scalars(select(Attempt.claimed_by).where(Attempt.id.in_(ids))))
+    assert len(claimers) > 1  # the work really was shared
+
+
+def test_a_worker_that_dies_after_claiming_leaves_nothing_stuck(worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator) -> None:
+    ids = backlog(sessions, 5)
+    doomed = Worker(worker_settings, sessions, build_provider(worker_settings), "doomed")
+    claimed = doomed.dispatcher.claim("sms", 10, utcnow())
+    assert {c.id for c in claimed} == set(ids)
+    doomed.close()  # dies before placing anything
+    survivor = Worker(worker_settings, sessions, build_provider(worker_settings), "survivor")
+    assert survivor.dispatcher.run_once() == 0  # leases still held
+    time.sleep(worker_settings.worker.lease_seconds + 0.2)
+    assert survivor.dispatcher.run_once() == 5
+    survivor.close()
+    assert set(created(emulator, "Messages").values()) == {1}
+
+
+def test_a_worker_that_dies_after_the_provider_took_the_call_does_not_call_twice(worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator) -> None:
+    [attempt_id] = backlog(sessions, 1, channel="call")
+    doomed = Worker(worker_settings, sessions, build_provider(worker_settings), "doomed")
+    [claim] = doomed.dispatcher.claim("call", 1, utcnow())
+    with sessions() as session:
+        attempt = session.get(Attempt, attempt_id)
+        assert attempt is not None
+        urls = WebhookUrls(worker_settings.server.public_base_url)
+        # The provider accepts the call; the worker dies before recording it.
+        receipt = doomed.provider.place_call(CallRequest(to=attempt.to_phone, from_="+15005550006", twiml_url=urls.call_twiml(attempt.code), status_callback=urls.call_status(attempt.code), amd_callback=None, ring_timeout=30))
+    doomed.close()
+    time.sleep(worker_settings.worker.lease_seconds + 0.2)
+    survivor = Worker(worker_settings, sessions, build_provider(worker_settings), "survivor")
+    assert survivor.dispatcher.run_once() == 1
+    survivor.close()
+    assert list(created(emulator, "Calls").values()) == [1]
+    with sessions() as session:
+        adopted = session.get(Attempt, attempt_id)
+        assert adopted is not None
+        assert (adopted.state, adopted.provider_sid) == (AttemptState.PLACED.value, receipt.sid)
+    del claim
