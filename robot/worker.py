@@ -185,6 +185,7 @@ def run_worker(settings: Settings, *, stop: threading.Event | None = None) -> No
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per tick is noise
     engine = create_db_engine(settings.database)
     worker = Worker(settings, create_session_factory(engine), build_provider(settings))
     stop = stop or threading.Event()

@@ -499,7 +499,7 @@ def test_many_concurrent_calls(
     make_client: Callable[..., Client],
     service: ServiceStub,
 ) -> None:
-    emulator = make_emulator(time_scale=10)
+    emulator = make_emulator(time_scale=5)
     client = make_client(emulator)
     service.set("/voice", SCRIPT)
     service.set("/gather", THANKS)

@@ -101,10 +101,13 @@ def csrf_of(response: TestResponse) -> str:
 
 
 def login(client: FlaskClient, username: str, password: str = PASSWORD) -> TestResponse:
-    token = csrf_of(client.get("/dashboard/login"))
+    """Sign in through the form (the sign-in page itself answers in English)."""
+    english = {"Accept-Language": "en-US"}
+    token = csrf_of(client.get("/dashboard/login", headers=english))
     return client.post(
         "/dashboard/login",
         data={"username": username, "password": password, "csrf_token": token},
+        headers=english,
     )
 
 

@@ -652,3 +652,5 @@ def test_a_reply_or_a_closing_at_any_moment_stops_the_robot(
     if end is not None:
         late = [a for a in world.attempts if a.purpose in LIVE and a.due_at > end]
         assert all(a.state is AttemptState.CANCELED for a in late)
+    event(f"canceled: {sum(a.state is AttemptState.CANCELED for a in world.attempts)}")
+    event(f"reply {reply_minutes // 10 * 10}")
