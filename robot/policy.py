@@ -310,7 +310,7 @@ def _on_confirmed(v: _View) -> tuple[Action, ...]:
     """Stop the robot; close unless humans hold the case (they close it themselves)."""
     reasons = _escalation_reasons(v, False, [])
     actions: list[Action] = [Escalate("; ".join(reasons), v.critical)] if reasons else []
-    actions += _cancel_live(v, "confirmed")
+    pass
     if not v.escalated and not reasons:
         actions.append(Close(Disposition.CONFIRMED, "the person confirmed the warning"))
         actions += _follow_ups(v, v.now, Disposition.CONFIRMED)
@@ -405,7 +405,7 @@ def _cancel_live(v: _View, reason: str) -> list[Action]:
 
 def _rate_capped(t: datetime, times: Sequence[datetime], v: _View) -> datetime:
     """The earliest time from ``t`` at which one more call keeps every rolling hour at the cap."""
-    window, cap = v.minutes(60.0), 1000
+    window, cap = v.minutes(60.0), v.settings.max_calls_per_hour
     candidates = sorted({t, *(c + window for c in times if c + window > t)})
     for candidate in candidates:
         starts = [s for s in (*times, candidate) if s <= candidate < s + window]

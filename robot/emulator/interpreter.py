@@ -173,10 +173,14 @@ def gather(
     num_digits = int_attr(verb, "numDigits", 0)
     action = resolve(doc.url, verb.get("action")) or doc.url
     method = verb.get("method", "POST")
+    finish_on = verb.get("finishOnKey", "#")
+    finished = bool(finish_on) and finish_on in keys
+    if finished:  # the key that ends input is not part of Digits
+        keys = keys[: keys.index(finish_on)]
     if keys:
         digits = keys[:num_digits] if num_digits > 0 else keys
         yield from sleep(ctl, KEY_DELAY * len(digits))
-        if 0 < num_digits and len(digits) < num_digits:
+        if 0 < num_digits and len(digits) < num_digits and not finished:
             yield from sleep(ctl, timeout)  # waits for the rest, then takes what it has
         ctl.record_digits(index, digits)
         if action is None:

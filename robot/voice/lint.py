@@ -42,7 +42,7 @@ WARNING = "warning"
 #: Sample values for the optional context variables, per language; lint renders with and
 #: without them. Long-ish on purpose: SMS budgets must hold for real names too.
 SAMPLE_NAMES = {"zh-CN": "欧阳明月", "en-US": "Alexandra Johnson"}
-SAMPLE_RELATIONS = {"zh-CN": "母亲", "en-US": "mother"}
+SAMPLE_RELATIONS = {"zh-CN": "guard", "en-US": "community"}
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,7 @@ def _file_problems(templates: TemplateSet, language: str) -> Iterator[Problem]:
 
 def _variants(language: str) -> list[_Variant]:
     names = ("", SAMPLE_NAMES.get(language, "Sample Name"))
-    relations = ("", SAMPLE_RELATIONS.get(language, "relative"))
+    relations = ("", SAMPLE_RELATIONS.get(language, "guard"))
     return [_Variant(n, r, c) for n in names for r in relations for c in (False, True)]
 
 

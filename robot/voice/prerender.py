@@ -1,17 +1,20 @@
 """Fill the audio cache with every spoken script before any call needs it.
 
-Spoken texts are rendered without per-person data (name and relation empty), for every
-language, fraud type and has_case value: exactly the texts the call flow renders, so the
-Speaker finds them by hash. Texts that use a person's name are not covered (the linter warns).
+Spoken texts are rendered without the person's name, for every language, fraud type and
+has_case value (and, for relatives_notice, every relation code of the intake API): exactly the
+texts the call flow renders, so the Speaker finds them by hash. Texts that use a person's name
+are not covered (the linter warns).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 from jinja2 import TemplateError
 
 from robot.config import CenterSettings, Settings, VoiceSettings
+from robot.intake.validation import RELATIONS
 from robot.voice.languages import LANGUAGES
 from robot.voice.offline import CacheReport
 from robot.voice.speech import Speaker
@@ -27,22 +30,22 @@ def spoken_texts(
     templates = TemplateSet(settings)
     texts: dict[tuple[str, str], None] = {}
     errors: list[str] = []
-    for language in LANGUAGES:
-        for kind in SPOKEN_KINDS:
-            for fraud_type in FRAUD_TYPES:
-                for has_case in (False, True):
-                    try:
-                        rendered = templates.render(
-                            kind,
-                            fraud_type=fraud_type,
-                            language=language,
-                            context={"has_case": has_case},
-                            center=center,
-                        )
-                    except TemplateError as exc:
-                        errors.append(f"{language}/{kind}.j2 [{fraud_type}]: {exc}")
-                        continue
-                    texts[rendered.text, rendered.language] = None
+    for language, kind, fraud_type in itertools.product(LANGUAGES, SPOKEN_KINDS, FRAUD_TYPES):
+        # A relative's call names the relation (a short list of codes); nothing else does.
+        relations = ("", *RELATIONS) if kind == "relatives_notice" else ("",)
+        for has_case, relation in itertools.product((False, True), relations):
+            try:
+                rendered = templates.render(
+                    kind,
+                    fraud_type=fraud_type,
+                    language=language,
+                    context={"has_case": has_case, "relation": relation},
+                    center=center,
+                )
+            except TemplateError as exc:
+                errors.append(f"{language}/{kind}.j2 [{fraud_type}]: {exc}")
+                continue
+            texts[rendered.text, rendered.language] = None
     return list(texts), sorted(set(errors))
 
 

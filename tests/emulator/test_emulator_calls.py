@@ -522,3 +522,16 @@ def test_many_concurrent_calls(
         if call.direction == "outbound-api":
             by_status[call.status] = by_status.get(call.status, 0) + 1
     assert by_status == {"completed": 180, "no-answer": 60, "busy": 30, "failed": 30}
+
+
+def test_multi_digit_input_ends_at_the_finish_key(
+    client: Client, emulator: RunningEmulator, service: ServiceStub
+) -> None:
+    control(emulator, "POST", "/callees", json={"+15550005555": "human:123#"})
+    service.set(
+        "/voice", "<Response><Gather action='/digits'><Say>Your code?</Say></Gather></Response>"
+    )
+    service.set("/digits", THANKS)
+    call = client.calls.create(to="+15550005555", from_=CALLER, url=service.url("/voice"))
+    wait_call(emulator, call.sid)
+    assert service.wait_hits("/digits", 1, call.sid)[0].get("Digits") == "123"

@@ -15,6 +15,7 @@ from robot.models import Event, Staff, utcnow
 from tests.integration.test_dashboard_support import (
     FETCH,
     PASSWORD,
+    cheap_hashes,
     csrf_of,
     fast,
     login,
@@ -25,6 +26,11 @@ from tests.integration.test_dashboard_support import (
 @pytest.fixture
 def settings(settings: Settings, database_url: str) -> Settings:
     return fast(settings)
+
+
+@pytest.fixture(autouse=True)
+def _cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    cheap_hashes(monkeypatch)
 
 
 def events(sessions: sessionmaker[Session], kind_prefix: str = "staff.") -> list[Event]:
@@ -142,9 +148,7 @@ def test_every_post_needs_the_session_csrf_token(
     assert as_script.get_json()["error"]["code"] == "csrf"
 
 
-def test_another_sessions_token_does_not_work(
-    app: Flask, sessions: sessionmaker[Session]
-) -> None:
+def test_another_sessions_token_does_not_work(app: Flask, sessions: sessionmaker[Session]) -> None:
     make_staff(sessions, "ana")
     make_staff(sessions, "ben")
     first, second = app.test_client(), app.test_client()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from flask import Flask
@@ -18,17 +18,25 @@ from robot.models import Case, Event, Staff, utcnow
 from robot.sources import NewSource
 from tests.integration.test_dashboard_support import (
     FETCH,
+    cheap_hashes,
     fast,
+    local_input,
     login,
     make_case,
     make_staff,
     post,
+    token,
 )
 
 
 @pytest.fixture
 def settings(settings: Settings, database_url: str) -> Settings:
     return fast(settings)
+
+
+@pytest.fixture(autouse=True)
+def _cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    cheap_hashes(monkeypatch)
 
 
 def queue(client: FlaskClient, query: str = "") -> dict[str, object]:
@@ -146,9 +154,7 @@ def test_callbacks_due_show_in_the_queue(
     make_staff(sessions, "ana")
     case_id = make_case(sessions, source, "+8613900000031")
     login(client, "ana")
-    soon = (utcnow() + timedelta(minutes=10)).astimezone().strftime("%Y-%m-%dT%H:%M")
-    del soon
-    due = _local_input(utcnow() + timedelta(minutes=10))
+    due = local_input(utcnow() + timedelta(minutes=10))
     response = post(
         client, f"/dashboard/cases/{case_id}/callback", due_at=due, owner="anyone", note="ring"
     )
@@ -157,13 +163,6 @@ def test_callbacks_due_show_in_the_queue(
     assert isinstance(callbacks, list) and len(callbacks) == 1
     assert callbacks[0]["case_id"] == case_id and callbacks[0]["note"] == "ring"
     assert callbacks[0]["owner"] is None
-
-
-def _local_input(when: datetime) -> str:
-    """A datetime-local value in the dashboard's zone (Asia/Shanghai by default)."""
-    from zoneinfo import ZoneInfo
-
-    return when.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%dT%H:%M")
 
 
 # --- claims -------------------------------------------------------------------------------------
@@ -209,9 +208,7 @@ def test_an_expired_claim_can_be_taken(
     login(ben, "ben")
     assert post(ana, f"/dashboard/cases/{case_id}/claim").status_code == 200
     with sessions.begin() as session:
-        session.execute(
-            update(Case).values(claim_expires_at=utcnow() - timedelta(seconds=1))
-        )
+        session.execute(update(Case).values(claim_expires_at=utcnow() - timedelta(seconds=1)))
     assert post(ben, f"/dashboard/cases/{case_id}/claim").status_code == 200
     with sessions() as session:
         event = session.scalars(
@@ -230,7 +227,9 @@ def test_activity_keeps_the_claim(
     post(client, f"/dashboard/cases/{case_id}/claim")
     with sessions.begin() as session:
         session.execute(update(Case).values(claim_expires_at=utcnow() + timedelta(minutes=1)))
-    assert post(client, f"/dashboard/cases/{case_id}/sms", template="warning_sms").status_code == 200
+    assert (
+        post(client, f"/dashboard/cases/{case_id}/sms", template="warning_sms").status_code == 200
+    )
     with sessions() as session:
         expires = session.scalar(select(Case.claim_expires_at))
     assert expires is not None
@@ -250,8 +249,12 @@ def test_release_and_supervisor_reassign(
     login(boss, "boss")
     post(ana, f"/dashboard/cases/{case_id}/claim")
     # Operators may not reassign.
-    assert post(ana, f"/dashboard/cases/{case_id}/reassign", staff_id=str(ben_id)).status_code == 403
-    assert post(boss, f"/dashboard/cases/{case_id}/reassign", staff_id=str(ben_id)).status_code == 200
+    assert (
+        post(ana, f"/dashboard/cases/{case_id}/reassign", staff_id=str(ben_id)).status_code == 403
+    )
+    assert (
+        post(boss, f"/dashboard/cases/{case_id}/reassign", staff_id=str(ben_id)).status_code == 200
+    )
     with sessions() as session:
         case = session.get(Case, case_id)
         assert case is not None and case.assignee_id == ben_id
@@ -259,7 +262,9 @@ def test_release_and_supervisor_reassign(
         assert (event.actor, event.data) == ("staff:boss", {"from": "ana", "to": "ben"})
         west_id = session.scalar(select(Staff.id).where(Staff.username == "west-op"))
     # Not to someone who cannot see the case's area.
-    assert post(boss, f"/dashboard/cases/{case_id}/reassign", staff_id=str(west_id)).status_code == 400
+    assert (
+        post(boss, f"/dashboard/cases/{case_id}/reassign", staff_id=str(west_id)).status_code == 400
+    )
     # Back to the queue.
     assert post(boss, f"/dashboard/cases/{case_id}/reassign", staff_id="").status_code == 200
     # ana's release of a case that is no longer hers changes nothing.
@@ -279,13 +284,18 @@ def test_two_operators_claiming_at_once_exactly_one_wins(
     clients = {name: app.test_client() for name in names}
     for name, client in clients.items():
         login(client, name)
-    tokens = {name: _token(client) for name, client in clients.items()}
+    tokens = {name: token(client) for name, client in clients.items()}
     for round_ in range(5):
         case_id = make_case(sessions, source, f"+861390000005{round_}")
         barrier = threading.Barrier(len(names))
         results: dict[str, int] = {}
 
-        def claim(name: str, case_id: int = case_id, barrier: threading.Barrier = barrier) -> None:
+        def claim(
+            name: str,
+            case_id: int = case_id,
+            barrier: threading.Barrier = barrier,
+            results: dict[str, int] = results,
+        ) -> None:
             barrier.wait()
             response = clients[name].post(
                 f"/dashboard/cases/{case_id}/claim",
@@ -317,7 +327,9 @@ def test_claim_function_race_on_separate_sessions(
 ) -> None:
     """The conditional UPDATE itself: many sessions, one winner."""
     people = [
-        CurrentStaff(make_staff(sessions, f"p{i}"), f"p{i}", f"p{i}", "operator", None, "en-US", None)
+        CurrentStaff(
+            make_staff(sessions, f"p{i}"), f"p{i}", f"p{i}", "operator", None, "en-US", None
+        )
         for i in range(6)
     ]
     case_id = make_case(sessions, source, "+8613900000060")
@@ -338,9 +350,3 @@ def test_claim_function_race_on_separate_sessions(
     for thread in threads:
         thread.join(30)
     assert sorted(outcomes) == sorted([claims.ClaimStatus.WON] + [claims.ClaimStatus.TAKEN] * 5)
-
-
-def _token(client: FlaskClient) -> str:
-    from tests.integration.test_dashboard_support import token
-
-    return token(client)

@@ -10,13 +10,16 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
 from robot import casework
 from robot.config import Settings
+from robot.dashboard import accounts
 from robot.dashboard.accounts import add_staff
 from robot.intake.service import accept_warning
 from robot.intake.validation import validate_warning
@@ -26,6 +29,16 @@ from robot.sources import Caller, NewSource
 PASSWORD = "correct horse battery"
 _CSRF = re.compile(r'name="csrf-token" content="([^"]+)"|name="csrf_token" value="([^"]+)"')
 FETCH = {"X-Requested-With": "fetch", "Accept": "application/json"}
+
+
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Still scrypt, at a cost that keeps the suite quick (production uses werkzeug's default)."""
+    monkeypatch.setattr(accounts, "HASH_METHOD", "scrypt:2048:8:1")
+
+
+def local_input(when: datetime) -> str:
+    """A datetime-local form value in the dashboard's zone (Asia/Shanghai by default)."""
+    return when.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%dT%H:%M")
 
 
 def fast(settings: Settings) -> Settings:

@@ -132,3 +132,27 @@ def test_a_worker_that_dies_after_the_provider_took_the_call_does_not_call_twice
         assert adopted is not None
         assert (adopted.state, adopted.provider_sid) == (AttemptState.PLACED.value, receipt.sid)
     del claim
+
+
+def test_attempts_whose_callbacks_never_came_are_reconciled(worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator) -> None:
+    # Callbacks go to a closed port, as when our webhooks were down: only a fetch can tell.
+    [attempt_id] = backlog(sessions, 1, channel="sms")
+    worker_settings = replace(worker_settings, worker=replace(worker_settings.worker, reconcile_after_seconds=0))
+    worker = Worker(worker_settings, sessions, build_provider(worker_settings), "w1")
+    assert worker.dispatcher.run_once() == 1
+
+    def reconciled() -> bool:
+        worker.reconcile()
+        with sessions() as session:
+            attempt = session.get(Attempt, attempt_id)
+            return attempt is not None and attempt.outcome == "delivered"
+
+    deadline = time.monotonic() + 10
+    while not reconciled():
+        assert time.monotonic() < deadline, "the attempt was never reconciled"
+        time.sleep(0.1)
+    worker.close()
+    with sessions() as session:
+        case_id = session.scalar(select(Attempt.case_id).where(Attempt.id == attempt_id))
+        case = session.get(Case, case_id)
+        assert case is not None and case.next_review_at is not None  # the policy looks again

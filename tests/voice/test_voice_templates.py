@@ -106,10 +106,15 @@ def test_it_addresses_the_relative_by_relation(center: CenterSettings) -> None:
             center=center,
         ).text
 
-    assert "您的母亲可能正在遭遇" in text("zh", relation="母亲")
-    assert "您的一位亲友可能正在遭遇" in text("zh")
-    assert "your mother may be the target" in text("en", relation="mother")
-    assert "someone close to you may be the target" in text("en")
+    # The intake's relation codes say who the reader is to the person at risk.
+    assert "】您的孩子可能正在遭遇" in text("zh", relation="parent")
+    assert "】您的父母可能正在遭遇" in text("zh", relation="child")
+    assert "】您的一位亲友可能正在遭遇" in text("zh")
+    assert "】您的一位亲友可能正在遭遇" in text("zh", relation="母亲")  # never echoed raw
+    assert "】您的朋友（张三）可能" in text("zh", relation="friend", name="张三")
+    assert ": your child may be the target" in text("en", relation="PARENT")
+    assert ": someone close to you may be the target" in text("en", relation="other")
+    assert ": your friend (Li Lei) may be" in text("en", relation="friend", name="Li Lei")
 
 
 def test_its_texts_pass_the_sms_rules(center: CenterSettings) -> None:
