@@ -65,7 +65,7 @@ def render_command() -> None:
 
 
 @voice.command("preview")
-@click.argument("template", type=click.Choice(TEMPLATE_KINDS))
+@click.argument("template", type=click.Choice(TEMPLATE_KINDS), metavar="TEMPLATE")
 @click.option("--fraud-type", type=click.Choice(FRAUD_TYPES), default="other", show_default=True)
 @click.option(
     "--lang", "language", default=None, help="Language tag; default voice.default_language."

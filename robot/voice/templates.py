@@ -67,6 +67,7 @@ TEMPLATE_KINDS: tuple[str, ...] = (
     "follow_up_call",
     "inbound_greeting",
     "key_menu",
+    "follow_up_menu",
     "already_paid",
     "goodbye",
     "confirmed_thanks",
@@ -79,6 +80,7 @@ SCRIPT_KINDS: tuple[str, ...] = ("warning_call", "voicemail", "follow_up_call", 
 #: Short lines of the call flow.
 PROMPT_KINDS: tuple[str, ...] = (
     "key_menu",
+    "follow_up_menu",
     "already_paid",
     "goodbye",
     "confirmed_thanks",

@@ -105,7 +105,8 @@ def call_document(ctx: CallContext, round_: int) -> Document:
         # Relatives hear the notice twice and no menu: the least that helps.
         notice = content.speech(kind, ctx.case, ctx.contact)
         return doc.speak(notice).pause(1).speak(notice).hangup()
-    speech = content.speech(kind, ctx.case) + content.speech("key_menu", ctx.case)
+    menu = "follow_up_menu" if kind == "follow_up_call" else "key_menu"
+    speech = content.speech(kind, ctx.case) + content.speech(menu, ctx.case)
     doc.gather(urls.call_gather(ctx.attempt.code, round_), speech)
     if round_ == 1:
         return doc.redirect(urls.call_twiml(ctx.attempt.code, 2))  # no key: once more
