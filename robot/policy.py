@@ -310,7 +310,7 @@ def _on_confirmed(v: _View) -> tuple[Action, ...]:
     """Stop the robot; close unless humans hold the case (they close it themselves)."""
     reasons = _escalation_reasons(v, False, [])
     actions: list[Action] = [Escalate("; ".join(reasons), v.critical)] if reasons else []
-    pass
+    actions += _cancel_live(v, "confirmed")
     if not v.escalated and not reasons:
         actions.append(Close(Disposition.CONFIRMED, "the person confirmed the warning"))
         actions += _follow_ups(v, v.now, Disposition.CONFIRMED)
