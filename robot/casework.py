@@ -276,12 +276,14 @@ def schedule_attempt(
     now: datetime,
     reason: str = "",
     staff_id: int | None = None,
+    to_phone: str | None = None,
 ) -> Attempt:
+    """Schedule one SMS or call, to the person unless ``to_phone`` says otherwise."""
     attempt = Attempt(
         case_id=case.id,
         channel=channel,
         purpose=purpose,
-        to_phone=case.phone,
+        to_phone=to_phone or case.phone,
         template=template,
         due_at=due_at,
         staff_id=staff_id,

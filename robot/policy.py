@@ -384,6 +384,8 @@ def _retry(v: _View) -> ScheduleAttempt | None:
     calls = v.live(Channel.CALL)
     if not v.rp.robot_call or v.case.calls_blocked or any(v.pending(a) for a in calls):
         return None
+    if v.critical:
+        return None  # already paid or asked for an officer: people have it now, not the robot
     if sum(a.purpose == Purpose.RETRY for a in calls) >= v.rp.call_retries:
         return None
     ended = [t for a in calls if (t := v.ended_at(a)) is not None]

@@ -104,14 +104,15 @@ def claim_case(case_id: int) -> Response | BaseResponse:
 
 @bp.post("/cases/<int:case_id>/release")
 def release_case(case_id: int) -> Response | BaseResponse:
-    def action(db: Session, case_: Case, staff: CurrentStaff, now: datetime) -> str:
-        claims.release(db, case_, staff, now)
-        return t("claim.released")
-
-    response = run(case_id, action)
-    if not wants_json():
-        return redirect(url_for("dashboard.queue"), code=303)
-    return response
+    """Give my claim back to the queue (someone else's claim is left alone)."""
+    staff = me()
+    with services().sessions.begin() as db:
+        released = claims.release(db, load_case(db, case_id, staff), staff, utcnow())
+    if wants_json():
+        return jsonify({"ok": True, "case_id": case_id, "released": released})
+    if released:
+        flash(t("claim.released"), "ok")
+    return redirect(url_for("dashboard.queue"), code=303)
 
 
 @bp.post("/cases/<int:case_id>/reassign")
@@ -143,7 +144,7 @@ def call_person(case_id: int) -> Response | BaseResponse:
     def action(db: Session, case_: Case, staff: CurrentStaff, now: datetime) -> str:
         if not staff.phone:
             fail(400, "no_phone", "action.call_no_phone")
-        attempt = casework.schedule_attempt(
+        casework.schedule_attempt(
             db,
             case_,
             channel=Channel.CALL.value,
@@ -154,9 +155,9 @@ def call_person(case_id: int) -> Response | BaseResponse:
             now=now,
             reason="operator call",
             staff_id=staff.id,
+            to_phone=staff.phone,
         )
         # The first leg rings the operator; the TwiML for STAFF_BRIDGE dials the person.
-        attempt.to_phone = staff.phone
         casework.touch(case_, now, review=False)
         return t("action.call_done")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Response, jsonify, render_template, request, url_for
@@ -30,7 +30,6 @@ from robot.models import (
     Disposition,
     Event,
     HomeVisit,
-    Role,
     Staff,
     utcnow,
 )
@@ -207,7 +206,9 @@ def page_context(
         "case_url": url_for("dashboard.case_page", case_id=case_.id),
         "poll_ms": int(max(settings.dashboard.poll_seconds, 1.0) * 2000),
         "revealed": None,
-        "Role": Role,
+        # datetime-local values are read in the dashboard's zone (not the browser's).
+        "callback_default": local(now + timedelta(hours=1), "%Y-%m-%dT%H:%M"),
+        "zone_name": settings.dashboard.timezone,
     }
 
 

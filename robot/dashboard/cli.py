@@ -39,6 +39,13 @@ def _read_password(password_file: str | None) -> str:
     return value
 
 
+def _find(session: Session, name: str) -> Staff:
+    row = session.scalar(select(Staff).where(Staff.username == name))
+    if row is None:
+        raise click.ClickException(f"no staff called {name!r}")
+    return row
+
+
 @click.group()
 def staff() -> None:
     """Call-center staff accounts and drills."""
@@ -97,7 +104,6 @@ def add(
 @staff.command("list")
 def list_staff() -> None:
     """List staff (never passwords)."""
-
     now = utcnow()
     with _db() as session:
         rows = session.scalars(select(Staff).order_by(Staff.username)).all()
@@ -109,13 +115,6 @@ def list_staff() -> None:
                 state = f"locked until {s.locked_until.isoformat(timespec='minutes')}"
             phone = "phone set" if s.phone else "no phone"
             click.echo(f"{s.username}\t{s.role}\t{s.area or '*'}\t{s.language}\t{phone}\t{state}")
-
-
-def _find(session: Session, name: str) -> Staff:
-    row = session.scalar(select(Staff).where(Staff.username == name))
-    if row is None:
-        raise click.ClickException(f"no staff called {name!r}")
-    return row
 
 
 @staff.command("unlock")
@@ -149,7 +148,6 @@ def passwd(name: str, password_file: str | None) -> None:
 @click.argument("name")
 def disable(name: str) -> None:
     """Stop an account from signing in (its sessions end at the next request)."""
-
     with _db() as session:
         _find(session, name).active = False
     click.echo(f"disabled {name}")
@@ -162,12 +160,12 @@ def disable(name: str) -> None:
     "digits",
     multiple=True,
     type=click.Choice([str(d) for d in range(10)]),
-    help="Emulator behaviour by last digit (repeatable); default 2,3,5,6,7.",
+    help="Emulator behaviour by last digit (repeatable); default 2,3,5,6,7,4,8,1.",
 )
 @click.option("--area", help="Area of the practice cases (so area operators see them).")
 @click.option("--language", type=click.Choice(["zh-CN", "en-US"]), default=None)
 def drill(count: int, digits: tuple[str, ...], area: str | None, language: str | None) -> None:
-    """Post practice warnings for the emulator's test numbers (+86138001380X), marked DRILL."""
+    """Post practice warnings for the emulator's test numbers (+861380013800X), marked DRILL."""
     from robot.dashboard.drill import DEFAULT_DIGITS, DrillRefused, post_drill
     from robot.db import create_db_engine, create_session_factory
     from robot.wakeup import Waker
@@ -186,10 +184,13 @@ def drill(count: int, digits: tuple[str, ...], area: str | None, language: str |
             waker=Waker(engine),
         )
     except DrillRefused as exc:
-        raise click.ClickException(
-            f"{exc} (twilio.api_base_url is {settings.twilio.api_base_url}; point it at the "
-            "emulator, e.g. ROBOT_TWILIO_API_BASE_URL=http://127.0.0.1:8010)"
-        ) from None
+        hint = ""
+        if exc.reason == "provider":
+            hint = (
+                f" (twilio.api_base_url is {settings.twilio.api_base_url}; point it at the "
+                "emulator, e.g. ROBOT_TWILIO_API_BASE_URL=http://127.0.0.1:8010)"
+            )
+        raise click.ClickException(f"{exc}{hint}") from None
     finally:
         engine.dispose()
     for case in posted:

@@ -2,7 +2,7 @@
 
 A drill case goes through the same intake, policy, worker and webhooks as a real one; it is
 only marked ``Case.drill`` (a DRILL badge, left out of every figure). Drills are refused when the
-provider is the real Twilio: the test numbers +86138001380X are ordinary mobile numbers there.
+provider is the real Twilio: the test numbers +861380013800X are ordinary mobile numbers there.
 """
 
 from __future__ import annotations
@@ -26,15 +26,20 @@ from robot.wakeup import Waker
 
 DRILL_SOURCE = "drill"
 #: Emulator callees that end up with a human (see robot.emulator.callees): 2 presses 3 (already
-#: paid), 3 answers and presses nothing, 5 never answers, 6 is busy, 7 is an answering machine.
-DEFAULT_DIGITS: tuple[str, ...] = ("2", "3", "5", "6", "7")
+#: paid), 3 answers and presses nothing, 5 never answers, 6 is busy, 7 is an answering machine,
+#: 4 hangs up, 8 is unreachable, 1 asks for an officer. Used in this order.
+DEFAULT_DIGITS: tuple[str, ...] = ("2", "3", "5", "6", "7", "4", "8", "1")
 #: The relative on every drill case: answers and presses 1.
 DRILL_CONTACT = "+8613800138000"
 MAX_DRILL = 20
 
 
 class DrillRefused(RuntimeError):
-    """Not against the emulator, or nothing could be posted."""
+    """Not against the emulator ("provider"), or every drill number has a real case ("numbers")."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,7 @@ class DrillCase:
 def drill_number(digit: str) -> str:
     if len(digit) != 1 or not digit.isdigit():
         raise ValueError(f"drill digit must be 0-9, got {digit!r}")
-    return f"+86138001380{digit}"
+    return f"+861380013800{digit}"
 
 
 def against_emulator(settings: Settings) -> bool:
@@ -79,7 +84,9 @@ def post_drill(
 ) -> list[DrillCase]:
     """Post ``count`` practice warnings (high risk) in one transaction; returns their cases."""
     if not against_emulator(settings):
-        raise DrillRefused("drills run only against the emulator, not the real provider")
+        raise DrillRefused(
+            "provider", "drills run only against the emulator, not the real provider"
+        )
     if not 1 <= count <= MAX_DRILL:
         raise ValueError(f"count must be 1 to {MAX_DRILL}")
     numbers = [drill_number(d) for d in digits] or [drill_number(d) for d in DEFAULT_DIGITS]
@@ -89,13 +96,17 @@ def post_drill(
     posted: list[DrillCase] = []
     with sessions.begin() as session:
         source = _drill_source(session)
-        for i in range(count):
-            phone = numbers[i % len(numbers)]
-            real = session.scalar(
-                select(Case.id).where(Case.open_key == phone, Case.drill.is_(False))
+        # Never touch a real case that happens to have a test number.
+        taken = set(
+            session.scalars(
+                select(Case.phone).where(Case.open_key.in_(numbers), Case.drill.is_(False))
             )
-            if real is not None:
-                continue  # never touch a real case that happens to have a test number
+        )
+        usable = [n for n in numbers if n not in taken]
+        if not usable:
+            raise DrillRefused("numbers", "every drill number has a real open case")
+        for i in range(count):
+            phone = usable[i % len(usable)]
             item: dict[str, object] = {
                 "external_id": f"drill-{batch}-{i}",
                 "phone": phone,
@@ -127,10 +138,8 @@ def post_drill(
                 at=now,
             )
             posted.append(DrillCase(case_.id, phone, created))
-        if waker is not None and posted:
+        if waker is not None:
             waker.in_transaction(session)
-    if waker is not None and posted:
+    if waker is not None:
         waker.after_commit()
-    if not posted:
-        raise DrillRefused("every drill number has a real open case")
     return posted

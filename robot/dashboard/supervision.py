@@ -24,8 +24,8 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from robot.app import services
 from robot.dashboard import accounts
-from robot.dashboard.drill import DEFAULT_DIGITS, MAX_DRILL, DrillRefused, post_drill
-from robot.dashboard.web import bp, fail, require_supervisor, t, zone
+from robot.dashboard.drill import MAX_DRILL, DrillRefused, post_drill
+from robot.dashboard.web import bp, duration, fail, require_supervisor, t, zone
 from robot.models import (
     Attempt,
     Callback,
@@ -250,8 +250,8 @@ def supervision() -> str:
         buckets=[key for key, _ in AGE_BUCKETS],
         zone_name=services().settings.dashboard.timezone,
         day=report.day_start.strftime("%Y-%m-%d"),
-        digits=DEFAULT_DIGITS,
         max_drill=MAX_DRILL,
+        duration=duration,
     )
 
 
@@ -274,8 +274,9 @@ def start_drill() -> BaseResponse:
             language=staff.language,
             waker=svc.waker,
         )
-    except DrillRefused:
-        flash(t("sup.drill_refused"), "error")
+    except DrillRefused as refused:
+        key = "sup.drill_refused" if refused.reason == "provider" else "sup.drill_no_numbers"
+        flash(t(key), "error")
     else:
         flash(t("sup.drill_done", count=len(posted)), "ok")
     return redirect(url_for("dashboard.supervision"), code=303)

@@ -33,7 +33,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from robot.app import services
 from robot.dashboard import i18n
 from robot.dashboard.identity import CurrentStaff
-from robot.models import Role, Staff, utcnow
+from robot.models import Staff, utcnow
 from robot.phones import mask
 
 bp = Blueprint(
@@ -259,7 +259,6 @@ def until(deadline: datetime | None, now: datetime | None = None) -> str:
     return t("in", time=duration(left)) if left >= 0 else t("overdue", time=duration(left))
 
 
-@bp.app_template_global("dashboard_label")
 def _label(group: str, value: str | None) -> str:
     return i18n.label(language(), group, value)
 
@@ -277,7 +276,6 @@ def _context() -> dict[str, Any]:
         "since": since,
         "until": until,
         "languages": i18n.LANGUAGES,
-        "Role": Role,
     }
 
 
@@ -286,10 +284,6 @@ def safe_next(target: str | None) -> str:
     if target and target.startswith("/dashboard/") and not target.startswith("//"):
         return target
     return url_for("dashboard.queue")
-
-
-def back_to_case(case_id: int) -> BaseResponse:
-    return redirect(url_for("dashboard.case_page", case_id=case_id))
 
 
 def ensure_aware(value: datetime) -> datetime:

@@ -39,6 +39,10 @@ class Content:
             center=self._settings.center,
         )
 
+    def say_attrs(self, language: str) -> dict[str, str]:
+        attrs: dict[str, str] = self._speaker.say_attrs(language)
+        return attrs
+
     def speech(
         self, kind: str, case: Case | None, contact: Contact | None = None, **extra: Any
     ) -> list[Speech]:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from robot import casework
 from robot.app import services
-from robot.models import Attempt, Case, Contact, Purpose, utcnow
+from robot.models import Attempt, Case, Contact, Purpose, Staff, utcnow
 from robot.telephony.content import Content
 from robot.telephony.twiml import Document, Speech
 from robot.telephony.urls import WebhookUrls
@@ -97,7 +97,7 @@ def call_document(ctx: CallContext, round_: int) -> Document:
     doc = Document()
     if ctx.attempt.purpose == Purpose.STAFF_BRIDGE.value:
         # The operator answered their own phone: connect them to the person from our number.
-        doc.speak([Speech("Say", f"Case {ctx.case.id}.", {})])
+        doc.speak([operator_prompt(ctx)])
         return doc.dial(
             ctx.case.phone, urls.call_dial(ctx.attempt.code), caller_id=_caller_id(ctx.case.phone)
         )
@@ -111,6 +111,17 @@ def call_document(ctx: CallContext, round_: int) -> Document:
     if round_ == 1:
         return doc.redirect(urls.call_twiml(ctx.attempt.code, 2))  # no key: once more
     return doc.speak(content.speech("goodbye", ctx.case)).hangup()
+
+
+_OPERATOR_PROMPTS = {"zh-CN": "案件{id}，正在接通当事人。", "en-US": "Case {id}. Connecting you to the person."}
+
+
+def operator_prompt(ctx: CallContext) -> Speech:
+    """What the operator hears on their own phone before the person is dialled."""
+    staff = ctx.session.get(Staff, ctx.attempt.staff_id) if ctx.attempt.staff_id else None
+    language = staff.language if staff and staff.language in _OPERATOR_PROMPTS else "zh-CN"
+    text = _OPERATOR_PROMPTS[language].format(id=ctx.case.id)
+    return Speech("Say", text, _content().say_attrs(language))
 
 
 def _caller_id(to: str) -> str:

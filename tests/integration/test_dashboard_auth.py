@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -222,3 +223,12 @@ def test_security_headers(client: FlaskClient) -> None:
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_both_languages_have_every_message() -> None:
+    from robot.dashboard.i18n import EN, ZH
+
+    assert set(EN) == set(ZH)
+    for key, text in EN.items():
+        # The same {placeholders} in both, or formatting would fail in one language only.
+        assert sorted(re.findall(r"{(\w+)}", text)) == sorted(re.findall(r"{(\w+)}", ZH[key])), key

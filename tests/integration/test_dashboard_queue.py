@@ -265,14 +265,19 @@ def test_release_and_supervisor_reassign(
     assert (
         post(boss, f"/dashboard/cases/{case_id}/reassign", staff_id=str(west_id)).status_code == 400
     )
+    # ana's release of a case that is now ben's changes nothing.
+    assert post(ana, f"/dashboard/cases/{case_id}/release").get_json()["released"] is False
+    with sessions() as session:
+        assert session.scalar(select(Case.assignee_id).where(Case.id == case_id)) == ben_id
     # Back to the queue.
     assert post(boss, f"/dashboard/cases/{case_id}/reassign", staff_id="").status_code == 200
-    # ana's release of a case that is no longer hers changes nothing.
     post(ana, f"/dashboard/cases/{case_id}/claim")
-    assert post(ana, f"/dashboard/cases/{case_id}/release").status_code == 200
+    assert post(ana, f"/dashboard/cases/{case_id}/release").get_json()["released"] is True
     with sessions() as session:
         case = session.get(Case, case_id)
         assert case is not None and case.assignee_id is None
+        kinds = session.scalars(select(Event.kind).where(Event.case_id == case_id)).all()
+    assert "case.released" in kinds
 
 
 def test_two_operators_claiming_at_once_exactly_one_wins(

@@ -16,14 +16,6 @@
     field.addEventListener("change", function () { dirty = true; });
   });
 
-  // A sensible default for the callback time: in one hour, local time.
-  var due = document.getElementById("callback-due");
-  if (due && !due.value) {
-    var soon = new Date(Date.now() + 3600 * 1000);
-    soon.setSeconds(0, 0);
-    due.value = new Date(soon.getTime() - soon.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
-  }
-
   var reveal = document.getElementById("reveal-form");
   if (reveal) {
     reveal.addEventListener("submit", function (event) {
