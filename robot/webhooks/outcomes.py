@@ -53,8 +53,9 @@ def apply_call_status(attempt: Attempt, params: Mapping[str, str], now: datetime
         attempt.answered_by = params["AnsweredBy"]
     if status in CALL_TERMINAL:
         attempt.duration_seconds = _int(params.get("CallDuration"))
-        code = params.get("ErrorCode") or params.get("SipResponseCode")
-        attempt.error_code = attempt.error_code or (code or None)
+        if status != "completed":  # a completed call's SIP 200 is not an error
+            code = params.get("ErrorCode") or params.get("SipResponseCode")
+            attempt.error_code = attempt.error_code or (code or None)
         finish(attempt, call_outcome(attempt, status), now)
     return True
 
