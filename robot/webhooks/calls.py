@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import Blueprint, Response, request
 from sqlalchemy import select
@@ -113,7 +114,10 @@ def call_document(ctx: CallContext, round_: int) -> Document:
     return doc.speak(content.speech("goodbye", ctx.case)).hangup()
 
 
-_OPERATOR_PROMPTS = {"zh-CN": "案件{id}，正在接通当事人。", "en-US": "Case {id}. Connecting you to the person."}
+_OPERATOR_PROMPTS = {
+    "zh-CN": "案件{id}，正在接通当事人。",
+    "en-US": "Case {id}. Connecting you to the person.",
+}
 
 
 def operator_prompt(ctx: CallContext) -> Speech:
@@ -260,6 +264,22 @@ def call_dial(code: str) -> Response:
         return twiml(Document().speak(_content().speech("goodbye", ctx.case)).hangup())
 
 
+def record_callback(ctx: CallContext, kind: str, now: datetime) -> bool:
+    """Keep the raw callback on the timeline; True when it finished the attempt."""
+    attempt = ctx.attempt
+    record(
+        ctx.session, ctx.case.id, kind, PROVIDER, dict(request.form), attempt_id=attempt.id, at=now
+    )
+    if attempt.outcome is None:
+        return False
+    data = {"channel": attempt.channel, "outcome": attempt.outcome}
+    record(
+        ctx.session, ctx.case.id, "attempt.finished", PROVIDER, data, attempt_id=attempt.id, at=now
+    )
+    casework.touch(ctx.case, now)  # the worker applies the policy next
+    return True
+
+
 @bp.post("/twilio/call/<code>/status")
 @twilio_signed
 def call_status(code: str) -> Response:
@@ -268,26 +288,7 @@ def call_status(code: str) -> Response:
             return empty()
         now = utcnow()
         if apply_call_status(ctx.attempt, request.form, now):
-            record(
-                ctx.session,
-                ctx.case.id,
-                "call.status",
-                PROVIDER,
-                dict(request.form),
-                attempt_id=ctx.attempt.id,
-                at=now,
-            )
-            if ctx.attempt.outcome is not None:
-                record(
-                    ctx.session,
-                    ctx.case.id,
-                    "attempt.finished",
-                    PROVIDER,
-                    {"channel": "call", "outcome": ctx.attempt.outcome},
-                    attempt_id=ctx.attempt.id,
-                    at=now,
-                )
-                casework.touch(ctx.case, now)  # the worker applies the policy next
+            record_callback(ctx, "call.status", now)
         return empty()
 
 

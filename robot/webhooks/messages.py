@@ -14,7 +14,16 @@ from robot.dispatch import block_channels
 from robot.models import Case, CaseState, Channel, utcnow
 from robot.telephony.twiml import Document
 from robot.timeline import record
-from robot.webhooks.calls import PERSON, PROVIDER, _content, _urls, attempt_for, empty, twiml
+from robot.webhooks.calls import (
+    PERSON,
+    PROVIDER,
+    _content,
+    _urls,
+    attempt_for,
+    empty,
+    record_callback,
+    twiml,
+)
 from robot.webhooks.outcomes import apply_sms_status
 from robot.webhooks.security import twilio_signed
 
@@ -36,38 +45,14 @@ def sms_status(code: str) -> Response:
         if ctx is None:
             return empty()
         now = utcnow()
-        if apply_sms_status(ctx.attempt, request.form, now):
-            record(
-                ctx.session,
-                ctx.case.id,
-                "sms.status",
-                PROVIDER,
-                dict(request.form),
-                attempt_id=ctx.attempt.id,
-                at=now,
-            )
-            if ctx.attempt.outcome is not None:
-                record(
-                    ctx.session,
-                    ctx.case.id,
-                    "attempt.finished",
-                    PROVIDER,
-                    {"channel": "sms", "outcome": ctx.attempt.outcome},
-                    attempt_id=ctx.attempt.id,
-                    at=now,
-                )
-                code_ = ctx.attempt.error_code
-                if code_ in PERMANENT_SMS_CODES and ctx.attempt.to_phone == ctx.case.phone:
-                    blocked = block_channels(ctx.case, Channel.SMS.value, int(code_))
-                    record(
-                        ctx.session,
-                        ctx.case.id,
-                        "channel.blocked",
-                        PROVIDER,
-                        {"channels": blocked, "code": code_},
-                        at=now,
-                    )
-                casework.touch(ctx.case, now)
+        if apply_sms_status(ctx.attempt, request.form, now) and record_callback(
+            ctx, "sms.status", now
+        ):
+            code_ = ctx.attempt.error_code
+            if code_ in PERMANENT_SMS_CODES and ctx.attempt.to_phone == ctx.case.phone:
+                blocked = block_channels(ctx.case, Channel.SMS.value, int(code_))
+                data = {"channels": blocked, "code": code_}
+                record(ctx.session, ctx.case.id, "channel.blocked", PROVIDER, data, at=now)
         return empty()
 
 
