@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.routing import IntegerConverter
 
 from robot.config import Settings, load_settings
 from robot.db import create_db_engine, create_session_factory
@@ -27,6 +28,13 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+class RowIdConverter(IntegerConverter):
+    """A row id in a URL: a larger number is simply not found (it would overflow the column)."""
+
+    def __init__(self, map: Any) -> None:
+        super().__init__(map, max=2**63 - 1)
+
+
 def services() -> Services:
     found: Services = current_app.extensions["robot"]
     return found
@@ -36,6 +44,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     settings = settings or load_settings()
     engine = engine or create_db_engine(settings.database)
     app = Flask(__name__)
+    app.url_map.converters["id"] = RowIdConverter
     app.config.update(
         MAX_CONTENT_LENGTH=settings.server.max_body_bytes,
         SECRET_KEY=settings.server.secret_key or secrets.token_hex(32),

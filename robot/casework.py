@@ -188,21 +188,16 @@ def request_home_visit(
         session,
         case,
         "case.home_visit_requested",
-        {
-            "area": case.area,
-            "address": case.address,
-            "name": case.name,
-            "phone": case.phone,
-            "summary": summary,
-        },
+        {"area": case.area, "summary": summary},
         now,
+        private={"address": case.address, "name": case.name, "phone": case.phone},
     )
     record(
         session,
         case.id,
         "disclosure",
         actor,
-        {"to": "source platform (home visit)", "fields": ["name", "phone", "address"]},
+        {"to": f"source:{case.source_id} (home visit)", "fields": ["name", "phone", "address"]},
         at=now,
     )
     return visit

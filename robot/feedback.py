@@ -19,8 +19,20 @@ from robot.sources import body_signature
 log = logging.getLogger(__name__)
 
 
-def enqueue(session: Session, case: Case, kind: str, data: dict[str, Any], now: datetime) -> None:
-    """Queue ``kind`` for every source that fed this case and has a callback URL."""
+def enqueue(
+    session: Session,
+    case: Case,
+    kind: str,
+    data: dict[str, Any],
+    now: datetime,
+    *,
+    private: dict[str, Any] | None = None,
+) -> None:
+    """Queue ``kind`` for every source that fed this case and has a callback URL.
+
+    ``private`` (personal data such as an address) goes only to the source that opened the case:
+    a source whose warning merged in later must not learn what another source supplied.
+    """
     rows = session.execute(
         select(Source.id, IncomingWarning.external_id)
         .join(IncomingWarning, IncomingWarning.source_id == Source.id)
@@ -49,6 +61,7 @@ def enqueue(session: Session, case: Case, kind: str, data: dict[str, Any], now: 
                     "disposition": case.disposition,
                     "at": now.isoformat(),
                     **data,
+                    **(private if private and source_id == case.source_id else {}),
                 },
                 created_at=now,
                 next_try_at=now,

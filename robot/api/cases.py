@@ -18,7 +18,7 @@ from robot.redact import redact
 bp = Blueprint("cases", __name__)
 
 
-@bp.get("/api/v1/cases/<int:case_id>")
+@bp.get("/api/v1/cases/<id:case_id>")
 def get_case(case_id: int) -> Response:
     with services().sessions() as session:
         source = authenticate(session)

@@ -91,7 +91,7 @@ def note_field() -> str | None:
 # --- claims -------------------------------------------------------------------------------------
 
 
-@bp.post("/cases/<int:case_id>/claim")
+@bp.post("/cases/<id:case_id>/claim")
 def claim_case(case_id: int) -> Response | BaseResponse:
     staff = me()
     now = utcnow()
@@ -102,7 +102,7 @@ def claim_case(case_id: int) -> Response | BaseResponse:
     return done(case_id, t("claim.won", until=local(result.until, "%H:%M")))
 
 
-@bp.post("/cases/<int:case_id>/release")
+@bp.post("/cases/<id:case_id>/release")
 def release_case(case_id: int) -> Response | BaseResponse:
     """Give my claim back to the queue (someone else's claim is left alone)."""
     staff = me()
@@ -115,7 +115,7 @@ def release_case(case_id: int) -> Response | BaseResponse:
     return redirect(url_for("dashboard.queue"), code=303)
 
 
-@bp.post("/cases/<int:case_id>/reassign")
+@bp.post("/cases/<id:case_id>/reassign")
 def reassign_case(case_id: int) -> Response | BaseResponse:
     supervisor = require_supervisor()
     now = utcnow()
@@ -126,7 +126,8 @@ def reassign_case(case_id: int) -> Response | BaseResponse:
             fail(409, "closed", "action.case_closed")
         target = None
         if target_id:
-            target = db.get(Staff, int(target_id)) if target_id.isdigit() else None
+            valid = target_id.isascii() and target_id.isdigit() and len(target_id) < 19
+            target = db.get(Staff, int(target_id)) if valid else None
             if target is None or not target.active or not claims.can_see(target, case_):
                 fail(400, "bad_staff", "error.forbidden")
         claims.reassign(db, case_, target, supervisor, now, claim_span())
@@ -137,7 +138,7 @@ def reassign_case(case_id: int) -> Response | BaseResponse:
 # --- contact the person -------------------------------------------------------------------------
 
 
-@bp.post("/cases/<int:case_id>/call")
+@bp.post("/cases/<id:case_id>/call")
 def call_person(case_id: int) -> Response | BaseResponse:
     """Bridge: the provider rings the operator's own phone, then dials the person (TwiML)."""
 
@@ -164,7 +165,7 @@ def call_person(case_id: int) -> Response | BaseResponse:
     return run(case_id, action)
 
 
-@bp.post("/cases/<int:case_id>/sms")
+@bp.post("/cases/<id:case_id>/sms")
 def send_sms(case_id: int) -> Response | BaseResponse:
     template = request.form.get("template", "")
 
@@ -189,7 +190,7 @@ def send_sms(case_id: int) -> Response | BaseResponse:
     return run(case_id, action)
 
 
-@bp.post("/cases/<int:case_id>/notify-contacts")
+@bp.post("/cases/<id:case_id>/notify-contacts")
 def notify_contacts(case_id: int) -> Response | BaseResponse:
     def action(db: Session, case_: Case, staff: CurrentStaff, now: datetime) -> str:
         count = casework.notify_contacts(db, case_, "requested by staff", staff.actor, now)
@@ -200,7 +201,7 @@ def notify_contacts(case_id: int) -> Response | BaseResponse:
     return run(case_id, action)
 
 
-@bp.post("/cases/<int:case_id>/home-visit")
+@bp.post("/cases/<id:case_id>/home-visit")
 def home_visit(case_id: int) -> Response | BaseResponse:
     reason = note_field() or "requested by staff"
 
@@ -223,7 +224,7 @@ def _parse_due(text: str) -> datetime | None:
     return ensure_aware(parsed)
 
 
-@bp.post("/cases/<int:case_id>/callback")
+@bp.post("/cases/<id:case_id>/callback")
 def schedule_callback(case_id: int) -> Response | BaseResponse:
     due = _parse_due(request.form.get("due_at", ""))
     owner = request.form.get("owner", "me")
@@ -260,7 +261,7 @@ def schedule_callback(case_id: int) -> Response | BaseResponse:
     return run(case_id, action, needs_open=False)
 
 
-@bp.post("/callbacks/<int:callback_id>/done")
+@bp.post("/callbacks/<id:callback_id>/done")
 def callback_done(callback_id: int) -> Response | BaseResponse:
     with services().sessions() as db:
         case_id = db.scalar(select(Callback.case_id).where(Callback.id == callback_id))
@@ -298,7 +299,7 @@ def _disposition() -> Disposition:
     return allowed[value]
 
 
-@bp.post("/cases/<int:case_id>/disposition")
+@bp.post("/cases/<id:case_id>/disposition")
 def record_disposition(case_id: int) -> Response | BaseResponse:
     """Record what happened; the case stays open (see :func:`apply_disposition`)."""
     disposition = _disposition()
@@ -338,7 +339,7 @@ def apply_disposition(
         casework.escalate(db, case_, "already paid", staff.actor, now, critical=True)
 
 
-@bp.post("/cases/<int:case_id>/close")
+@bp.post("/cases/<id:case_id>/close")
 def close_case(case_id: int) -> Response | BaseResponse:
     """Close with a disposition (required). Still-believes never closes a case."""
     disposition = _disposition()

@@ -212,7 +212,7 @@ def page_context(
     }
 
 
-@bp.get("/cases/<int:case_id>")
+@bp.get("/cases/<id:case_id>")
 def case_page(case_id: int) -> str:
     staff = me()
     now = utcnow()
@@ -230,7 +230,7 @@ def case_page(case_id: int) -> str:
     return render_template("dashboard/case.html", **context)
 
 
-@bp.get("/cases/<int:case_id>/stamp.json")
+@bp.get("/cases/<id:case_id>/stamp.json")
 def case_stamp(case_id: int) -> Response:
     staff = me()
     with services().sessions() as session:
@@ -238,7 +238,7 @@ def case_stamp(case_id: int) -> Response:
         return jsonify({"stamp": stamp(session, case_)})
 
 
-@bp.post("/cases/<int:case_id>/reveal")
+@bp.post("/cases/<id:case_id>/reveal")
 def reveal_phone(case_id: int) -> Response | BaseResponse | str:
     """Show the full number: a POST, so that every reveal is on the timeline."""
     staff = me()

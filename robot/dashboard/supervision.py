@@ -282,7 +282,7 @@ def start_drill() -> BaseResponse:
     return redirect(url_for("dashboard.supervision"), code=303)
 
 
-@bp.post("/staff/<int:staff_id>/unlock")
+@bp.post("/staff/<id:staff_id>/unlock")
 def unlock_staff(staff_id: int) -> BaseResponse:
     supervisor = require_supervisor()
     with services().sessions.begin() as session:

@@ -66,8 +66,9 @@ def classify(exc: Exception) -> ProviderError:
             status=status,
             rate_limited=rate_limited,
         )
-    # Timeouts, refused connections, broken responses: transient.
-    return ProviderError(f"provider unreachable: {type(exc).__name__}: {exc}", permanent=False)
+    # Timeouts, refused connections, broken responses: transient. The exception text holds the
+    # request URL, whose query may carry the number: keep only the kind of failure.
+    return ProviderError(f"provider unreachable: {type(exc).__name__}", permanent=False)
 
 
 class TwilioProvider:

@@ -54,7 +54,8 @@ def attempt_for(code: str) -> Iterator[CallContext | None]:
         if attempt is None:
             yield None
             return
-        case = session.get(Case, attempt.case_id)
+        # Locked too: the worker's review may be changing the same case right now.
+        case = session.get(Case, attempt.case_id, with_for_update=True)
         assert case is not None
         contact = session.get(Contact, attempt.contact_id) if attempt.contact_id else None
         yield CallContext(session, attempt, case, contact)

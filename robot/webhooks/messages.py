@@ -114,26 +114,30 @@ def inbound_gather() -> Response:
     svc = services()
     caller, digits = request.form.get("From", ""), (request.form.get("Digits") or "")[:1]
     content, urls = _content(), _urls()
+    doc = Document()
     with svc.sessions.begin() as session:
         case = _case_for(session, caller)
         now = utcnow()
         open_case = case if case is not None and case.state != CaseState.CLOSED.value else None
         if case is not None:
-            record(
-                session, case.id, "call.key", PERSON, {"digits": digits, "inbound": True}, at=now
-            )
+            data = {"digits": digits, "inbound": True}
+            record(session, case.id, "call.key", PERSON, data, at=now)
         if digits == "1" and open_case is not None:
             casework.confirm(session, open_case, PERSON, "inbound call", now)
-            return twiml(Document().speak(content.speech("confirmed_thanks", open_case)).hangup())
-        if digits == "3" and open_case is not None:
-            casework.escalate(
-                session, open_case, "already paid (called in)", PERSON, now, critical=True
-            )
-            return twiml(Document().speak(content.speech("already_paid", open_case)).hangup())
-        if digits in ("2", "3"):
-            doc = Document().speak(content.speech("connecting", open_case))
-            return twiml(doc.dial(svc.settings.center.call_center_number, urls.inbound_dial()))
-    return twiml(Document().speak(content.speech("goodbye", None)).hangup())
+            doc.speak(content.speech("confirmed_thanks", open_case)).hangup()
+        elif digits == "3" and open_case is not None:
+            reason = "already paid (called in)"
+            casework.escalate(session, open_case, reason, PERSON, now, critical=True)
+            doc.speak(content.speech("already_paid", open_case)).hangup()
+        elif digits in ("2", "3"):  # no open case: put them through to a person
+            doc.speak(content.speech("connecting", open_case))
+            doc.dial(svc.settings.center.call_center_number, urls.inbound_dial())
+        else:
+            doc.speak(content.speech("goodbye", None)).hangup()
+        if open_case is not None:
+            svc.waker.in_transaction(session)
+    svc.waker.after_commit()
+    return twiml(doc)
 
 
 @bp.post("/twilio/inbound/dial")
@@ -155,4 +159,6 @@ def inbound_dial() -> Response:
                     now,
                     critical=True,
                 )
+                svc.waker.in_transaction(session)
+    svc.waker.after_commit()
     return twiml(Document().hangup())

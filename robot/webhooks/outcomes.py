@@ -61,7 +61,9 @@ def apply_call_status(attempt: Attempt, params: Mapping[str, str], now: datetime
 
 
 def call_outcome(attempt: Attempt, status: str) -> Outcome:
-    if attempt.digits and "1" in attempt.digits:
+    # Key 1 confirms a warning; on a follow-up it only means "all is well".
+    warning = attempt.purpose in ("warning", "retry")
+    if warning and attempt.digits and "1" in attempt.digits:
         return Outcome.CONFIRMED
     if (attempt.answered_by or "").startswith("machine") or attempt.answered_by == "fax":
         return Outcome.VOICEMAIL
