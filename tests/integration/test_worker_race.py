@@ -18,7 +18,7 @@ from robot.config import Settings
 from robot.emulator.server import RunningEmulator, start_emulator_in_thread
 from robot.emulator.settings import EmulatorSettings
 from robot.models import Attempt, AttemptState, Case, utcnow
-from robot.providers import CallRequest
+from robot.providers import CallRequest, ProviderError
 from robot.sources import add_source
 from robot.telephony.urls import WebhookUrls
 from robot.worker import Worker, build_provider
@@ -156,3 +156,35 @@ def test_attempts_whose_callbacks_never_came_are_reconciled(worker_settings: Set
         case_id = session.scalar(select(Attempt.case_id).where(Attempt.id == attempt_id))
         case = session.get(Case, case_id)
         assert case is not None and case.next_review_at is not None  # the policy looks again
+
+
+class TimesOutAfterCreating:
+    """The provider takes the call but the answer never reaches us (a read timeout)."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.failed = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+    def place_call(self, request: CallRequest) -> object:
+        receipt = self.real.place_call(request)  # type: ignore[attr-defined]
+        if not self.failed:
+            self.failed = True
+            raise ProviderError("provider unreachable: ReadTimeout", permanent=False)
+        return receipt
+
+
+def test_a_timeout_after_the_provider_took_the_call_does_not_call_twice(worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator) -> None:
+    [attempt_id] = backlog(sessions, 1, channel="call")
+    provider = TimesOutAfterCreating(build_provider(worker_settings))
+    worker = Worker(worker_settings, sessions, provider, "w1")  # type: ignore[arg-type]
+    assert worker.dispatcher.run_once() == 0  # the timeout: retried with backoff
+    time.sleep(0.6)
+    assert worker.dispatcher.run_once() == 1  # the retry finds the call and adopts it
+    worker.close()
+    assert list(created(emulator, "Calls").values()) == [1]
+    with sessions() as session:
+        attempt = session.get(Attempt, attempt_id)
+        assert attempt is not None and attempt.state == AttemptState.PLACED.value
