@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from robot import casework
 from robot.config import Settings
+from robot.db import read_session
 from robot.models import (
     Attempt,
     AttemptState,
@@ -30,7 +31,7 @@ from robot.models import (
     PacingState,
     utcnow,
 )
-from robot.pacing import Pacer
+from robot.pacing import LATE_TOLERANCE, Pacer
 from robot.phones import mask
 from robot.providers import CallRequest, Provider, ProviderError, Receipt, SmsRequest
 from robot.telephony.content import Content
@@ -39,8 +40,8 @@ from robot.timeline import record
 
 log = logging.getLogger(__name__)
 
-#: Error codes that stop one channel only (the number may still take the other).
-SMS_ONLY_CODES = frozenset({21610, 21614, 21612, 21635, 30006})
+#: The number itself is invalid or does not exist: neither SMS nor calls can reach it.
+INVALID_NUMBER_CODES = frozenset({21211, 21217, 30005})
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,10 @@ class Dispatcher:
             if limit <= 0:
                 return []
             query = (
-                select(Attempt.id, Attempt.state).where(due).order_by(Attempt.due_at).limit(limit)
+                select(Attempt.id, Attempt.state, Attempt.first_claimed_at)
+                .where(due)
+                .order_by(Attempt.due_at)
+                .limit(limit)
             )
             if self._postgres:
                 query = query.with_for_update(skip_locked=True)
@@ -120,7 +124,13 @@ class Dispatcher:
             ).scalars()
             won = set(claimed)
         return [
-            Claimed(row.id, channel, row.state == AttemptState.CLAIMED.value)
+            # Claimed before (a dead worker's lease, or a timeout that may have created the
+            # call after all): the provider is asked before another call is made.
+            Claimed(
+                row.id,
+                channel,
+                row.state == AttemptState.CLAIMED.value or row.first_claimed_at is not None,
+            )
             for row in candidates
             if row.id in won
         ]
@@ -167,7 +177,7 @@ class Dispatcher:
             return 0
 
     def _place(self, claimed: Claimed) -> int:
-        with self.sessions() as session:
+        with read_session(self.sessions) as session:
             attempt = session.get(Attempt, claimed.id)
             if attempt is None or attempt.claimed_by != self.worker_id:
                 return 0
@@ -190,13 +200,25 @@ class Dispatcher:
             if existing is not None:
                 self._record_placed(attempt, Receipt(existing.sid, existing.status), adopted=True)
                 return 1
-        slot = self.pacer.take_slot(attempt.channel, horizon=self.settings.worker.lease_seconds / 2)
-        if slot is None:
-            self._release(attempt.id, "pacing")
-            return 0
-        delay = slot - time.time()
-        if delay > 0:
-            time.sleep(delay)
+        horizon = self.settings.worker.lease_seconds / 2
+        started = time.time()
+        for _ in range(10):
+            slot = self.pacer.take_slot(attempt.channel, horizon=horizon)
+            if slot is None:
+                self._release(attempt.id, "pacing")
+                return 0
+            delay = slot - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            if not self.pacer.paced(attempt.channel) or time.time() - slot <= LATE_TOLERANCE:
+                break
+            # Woke too late for this slot: sending now could crowd the next one. Take another.
+        if time.time() - started > 0.05:
+            # We waited for a slot: the person may have confirmed (or the case closed) meanwhile.
+            stale = self._still_needed(attempt)
+            if stale:
+                self._cancel(attempt.id, stale)
+                return 0
         try:
             if isinstance(request, CallRequest):
                 receipt = self.provider.place_call(request)
@@ -218,7 +240,15 @@ class Dispatcher:
         self._record_placed(attempt, receipt)
         return 1
 
+    def _still_needed(self, attempt: Attempt) -> str | None:
+        """The stale reason, read afresh; None when the attempt should still go out."""
+        with read_session(self.sessions) as session:
+            case = session.get(Case, attempt.case_id)
+            return self._stale_reason(attempt, case) if case is not None else "case gone"
+
     def _stale_reason(self, attempt: Attempt, case: Case) -> str | None:
+        if case.drill and "twilio.com" in self.settings.twilio.api_base_url:
+            return "drill case: never placed through a real carrier"
         robot_to_person = attempt.purpose in casework.ROBOT_PURPOSES
         if robot_to_person and case.confirmed_at is not None:
             return "confirmed"
@@ -333,6 +363,12 @@ class Dispatcher:
             row = session.get(Attempt, attempt.id)
             if row is None or row.state != AttemptState.CLAIMED.value:
                 return
+            if row.provider_sid:
+                # The provider answered late but a callback proves it took the request.
+                row.state = AttemptState.PLACED.value
+                row.lease_until = None
+                row.placed_at = row.placed_at or now
+                return
             row.tries += 1
             row.error_code = str(exc.code) if exc.code else None
             row.error_message = exc.message[:500]
@@ -407,16 +443,16 @@ class Dispatcher:
 
 
 def block_channels(case: Case, channel: str, code: int | None) -> list[str]:
-    """Stop the channels a permanent error rules out for this number."""
-    if channel == Channel.SMS.value and code in SMS_ONLY_CODES:
+    """Stop what a permanent error rules out for this number: only the failing channel, unless
+    the number itself does not exist (then nothing can reach it)."""
+    if code in INVALID_NUMBER_CODES:
+        case.sms_blocked = case.calls_blocked = True
+        return ["sms", "call"]
+    if channel == Channel.SMS.value:
         case.sms_blocked = True
         return ["sms"]
-    if channel == Channel.CALL.value and code not in (21211, 21217):
-        case.calls_blocked = True
-        return ["call"]
-    # An invalid number cannot take anything.
-    case.sms_blocked = case.calls_blocked = True
-    return ["sms", "call"]
+    case.calls_blocked = True
+    return ["call"]
 
 
 def caller_number(numbers: Sequence[str], to: str) -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from robot import casework
 from robot.config import Settings
+from robot.db import read_session
 from robot.models import (
     Attempt,
     AttemptState,
@@ -131,7 +132,7 @@ def review_due(
 ) -> int:
     """Review every case whose next_review_at has come; one transaction per case."""
     postgres = sessions.kw["bind"].dialect.name == "postgresql"
-    with sessions() as session:
+    with read_session(sessions) as session:
         ids = session.scalars(
             select(Case.id)
             .where(Case.next_review_at <= now)
@@ -140,13 +141,23 @@ def review_due(
         ).all()
     reviewed = 0
     for case_id in ids:
-        with sessions.begin() as session:
-            query = select(Case).where(Case.id == case_id, Case.next_review_at <= now)
-            # Another worker reviewing the same case skips it instead of waiting.
-            query = query.with_for_update(skip_locked=True) if postgres else query
-            case = session.scalar(query)
-            if case is None:
-                continue
-            review_case(session, case, settings, now)
-            reviewed += 1
+        try:
+            with sessions.begin() as session:
+                query = select(Case).where(Case.id == case_id, Case.next_review_at <= now)
+                # Another worker reviewing the same case skips it instead of waiting.
+                query = query.with_for_update(skip_locked=True) if postgres else query
+                case = session.scalar(query)
+                if case is None:
+                    continue
+                review_case(session, case, settings, now)
+                reviewed += 1
+        except Exception:
+            # One broken case must not hold up every other case and all dispatching: it is
+            # logged and looked at again a minute later.
+            log.exception("review of case %s failed", case_id)
+            with sessions.begin() as session:
+                retry_at = now + timedelta(minutes=1)
+                session.execute(
+                    update(Case).where(Case.id == case_id).values(next_review_at=retry_at)
+                )
     return reviewed

@@ -12,7 +12,17 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from robot.db import read_session
 from robot.models import PacingState
+
+#: Slots are this much further apart than 1/rate. A slot is kept to the millisecond, but the
+#: request reaches the provider a few ms early or late (thread wake-up, connection, GIL); with
+#: exact spacing, rate + 1 calls landed in one second. 3% absorbs 30 ms of jitter a second.
+JITTER_MARGIN = 0.03
+#: A sender that wakes up later than this after its slot (a busy CPU, a stalled thread) takes
+#: a new slot instead: sending late and then on time would squeeze two calls closer together
+#: than the margin allows for.
+LATE_TOLERANCE = JITTER_MARGIN / 2
 
 
 class Pacer:
@@ -33,8 +43,11 @@ class Pacer:
             except IntegrityError:
                 pass  # another worker created it
 
+    def paced(self, channel: str) -> bool:
+        return self._rates.get(channel, 0.0) > 0
+
     def blocked_until(self, channel: str) -> float:
-        with self._sessions() as session:
+        with read_session(self._sessions) as session:
             value = session.scalar(
                 select(PacingState.backoff_until).where(PacingState.channel == channel)
             )
@@ -43,10 +56,9 @@ class Pacer:
     def take_slot(self, channel: str, horizon: float = 1.0) -> float | None:
         """Reserve the next send slot; returns its Unix time, or None if it is beyond ``horizon``."""
         rate = self._rates.get(channel, 0.0)
-        now = time.time()
         if rate <= 0:
-            return now
-        spacing = 1.0 / rate
+            return time.time()
+        spacing = (1.0 + JITTER_MARGIN) / rate
         for _ in range(20):
             with self._sessions.begin() as session:
                 row = session.execute(
@@ -54,6 +66,10 @@ class Pacer:
                         PacingState.channel == channel
                     )
                 ).one()
+                # The clock is read once the row is ours to read (SQLite's BEGIN IMMEDIATE may
+                # have waited for another worker): a time read before the wait would hand out
+                # slots already in the past, and the threads holding them would all send at once.
+                now = time.time()
                 slot = max(row.next_slot, now, row.backoff_until)
                 if slot - now > horizon:
                     return None

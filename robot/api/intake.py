@@ -10,7 +10,8 @@ from flask import Blueprint, Response, jsonify, request
 from robot.api.auth import authenticate, check_signature
 from robot.api.errors import ApiError
 from robot.app import services
-from robot.intake.service import Accepted, Status, accept_warning
+from robot.db import read_session
+from robot.intake.service import Accepted, Status, accept_warnings
 from robot.intake.validation import FieldError, validate_warning
 from robot.models import utcnow
 
@@ -23,7 +24,7 @@ _HTTP_STATUS = {Status.CREATED: 202, Status.MERGED: 202, Status.DUPLICATE: 200}
 def post_warnings() -> Response:
     svc = services()
     settings = svc.settings
-    with svc.sessions() as session:
+    with read_session(svc.sessions) as session:
         source = authenticate(session)
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send application/json", field="Content-Type")
@@ -35,15 +36,16 @@ def post_warnings() -> Response:
     now = utcnow()
     checked = [validate_warning(item, settings.intake.default_region, now) for item in items]
     results: list[dict[str, Any]] = []
-    accepted_any = False
+    valid = [item for item in checked if not isinstance(item, list)]
     with svc.sessions.begin() as session:
+        # All valid warnings at once (one INSERT per table); results in the request's order.
+        outcomes = iter(accept_warnings(session, source, valid, now))
         for index, item in enumerate(checked):
             if isinstance(item, list):
                 results.append(_rejected(item, index if batch else None))
-                continue
-            outcome = accept_warning(session, source, item, now)
-            accepted_any = accepted_any or outcome.status is not Status.DUPLICATE
-            results.append(_result(outcome, index if batch else None))
+            else:
+                results.append(_result(next(outcomes), index if batch else None))
+        accepted_any = any(r["status"] in ("created", "merged") for r in results)
         if accepted_any:
             svc.waker.in_transaction(session)
     if accepted_any:

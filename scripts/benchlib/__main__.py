@@ -72,7 +72,9 @@ def machine() -> dict[str, Any]:
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny counts, SQLite only (< 60 s)")
-    parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(PHASES)}")
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated subset of: {', '.join(PHASES)}"
+    )
     parser.add_argument(
         "--databases", default="", help="comma-separated: sqlite,postgres (default: both)"
     )
@@ -104,6 +106,8 @@ def config_for(args: argparse.Namespace, workdir: Path) -> Config:
             batches=3,
             dial_rate=50.0,
             dial_seconds=1.0,
+            dial_light_rate=10.0,
+            dial_light_seconds=0.0,
             emulator_requests=200,
             sdk_requests=100,
             dispatch_backlog=200,
@@ -114,6 +118,9 @@ def config_for(args: argparse.Namespace, workdir: Path) -> Config:
             pacing_rate=10.0,
             pacing_seconds=2.0,
             pacing_workers=2,
+            pacing_extra_seconds=1.0,
+            dial_warm=3,
+            scale_sleep=1.0,
             warmup=20,
             profile=args.profile,
         )
@@ -137,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     if "postgres" in config.databases and not dbs.postgres_available():
         print(f"PostgreSQL unreachable at {config.postgres_url}: running on SQLite only")
         config.databases = tuple(d for d in config.databases if d != "postgres")
-    stack = Stack(workdir, profile_dir=(output.parent / f"profile-{stamp}") if args.profile else None)
+    stack = Stack(
+        workdir, profile_dir=(output.parent / f"profile-{stamp}") if args.profile else None
+    )
     results: dict[str, Any] = {
         "started": stamp,
         "command": "scripts/bench " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -161,7 +170,27 @@ def main(argv: list[str] | None = None) -> int:
                 if phase == "intake":
                     plan.append((f"intake [{kind}]", lambda k=kind: bench.intake(k)))
                 elif phase == "dial":
-                    plan.append((f"time to dial [{kind}]", lambda k=kind: bench.time_to_dial(k)))
+                    plan.append(
+                        (
+                            f"time to dial [{kind}]",
+                            lambda k=kind: bench.time_to_dial(
+                                k, config.dial_rate, config.dial_seconds
+                            ),
+                        )
+                    )
+                    if config.dial_light_seconds <= 0:
+                        continue
+                    plan.append(
+                        (
+                            f"time to dial, light load [{kind}]",
+                            lambda k=kind: bench.time_to_dial(
+                                k,
+                                config.dial_light_rate,
+                                config.dial_light_seconds,
+                                "time_to_dial_light",
+                            ),
+                        )
+                    )
                 elif phase == "dispatch":
                     counts = config.dispatch_workers if kind == "postgres" else (1,)
                     for n in counts:

@@ -160,9 +160,7 @@ async def _closed(base_url: str, requests: Sequence[bytes], concurrency: int) ->
                 run.errors += 1
                 conn.close()
                 continue
-            run.samples.append(
-                Sample(start, time.perf_counter(), status, body, time.time(), index)
-            )
+            run.samples.append(Sample(start, time.perf_counter(), status, body, time.time(), index))
 
     run.started = time.perf_counter()
     await asyncio.gather(*(loop(c) for c in connections))
@@ -177,9 +175,7 @@ def closed(base_url: str, requests: Sequence[bytes], concurrency: int) -> Run:
     return asyncio.run(_closed(base_url, requests, concurrency))
 
 
-async def _open(
-    base_url: str, requests: Sequence[bytes], rate: float, max_connections: int
-) -> Run:
+async def _open(base_url: str, requests: Sequence[bytes], rate: float, max_connections: int) -> Run:
     host, port = _host_port(base_url)
     run = Run()
     idle: list[_Connection] = []

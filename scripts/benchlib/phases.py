@@ -23,7 +23,7 @@ from robot.models import Attempt, IncomingWarning
 
 from . import data
 from .http import Run, basic_auth, build, closed, open_loop, percentile
-from .stack import ACCOUNT_SID, AUTH_TOKEN, Database, Databases, Proc, Stack
+from .stack import ACCOUNT_SID, AUTH_TOKEN, Database, Databases, Proc, Stack, cpu_seconds
 
 FROM_NUMBER = "+15005550006"
 #: Emulated seconds per real second: a busy call (3 emulated seconds) ends in 3 ms.
@@ -42,6 +42,9 @@ class Config:
     batches: int = 20
     dial_rate: float = 100.0
     dial_seconds: float = 15.0
+    #: A light load too: the latency of the path itself, apart from any backlog.
+    dial_light_rate: float = 10.0
+    dial_light_seconds: float = 10.0
     emulator_requests: int = 3000
     sdk_requests: int = 2000
     dispatch_backlog: int = 6000
@@ -52,6 +55,10 @@ class Config:
     pacing_rate: float = 20.0
     pacing_seconds: float = 12.0
     pacing_workers: int = 2
+    #: Backlog beyond what the measured seconds can place (the limit stays saturated).
+    pacing_extra_seconds: float = 10.0
+    dial_warm: int = 20
+    scale_sleep: float = 4.0
     warmup: int = 200
     profile: bool = False
 
@@ -146,6 +153,7 @@ class Bench:
         closed(self.noop.url, warm, cfg.concurrency)
         reqs = [build("POST", url, body, headers, "application/json")] * cfg.noop_requests
         spy = self.profiled(self.noop, "noop", 3)
+        meter = Meter(noop=self.noop)
         run = closed(self.noop.url, reqs, cfg.concurrency)
         _wait(spy)
         self.results["noop"] = {
@@ -153,6 +161,7 @@ class Bench:
             "ok": run.count(200),
             "rate_per_s": round(run.count(200) / run.elapsed, 1),
             **self.latency_ms(run, (200,)),
+            **meter.per(run.count(200)),
         }
         self.log(f"  no-op endpoint: {self.results['noop']}")
 
@@ -168,12 +177,14 @@ class Bench:
 
         closed(self.emulator.url, [create(i) for i in range(cfg.warmup)], cfg.concurrency)
         reqs = [create(cfg.warmup + i) for i in range(cfg.emulator_requests)]
+        meter = Meter(emulator=self.emulator)
         run = closed(self.emulator.url, reqs, cfg.concurrency)
         self.results["emulator_create"] = {
             "requests": len(reqs),
             "ok": run.count(201),
             "rate_per_s": round(run.count(201) / run.elapsed, 1),
             **self.latency_ms(run, (201,)),
+            **meter.per(run.count(201)),
         }
         self.log(f"  emulator creates (raw HTTP): {self.results['emulator_create']}")
 
@@ -205,13 +216,18 @@ class Bench:
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(place, range(cfg.warmup)))
+            meter = Meter(emulator=self.emulator, sink=self.noop)
+            cpu = time.process_time()
             started = time.perf_counter()
             list(pool.map(place, range(cfg.warmup, cfg.warmup + cfg.sdk_requests)))
             elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu
         self.results["sdk_create"] = {
             "requests": cfg.sdk_requests,
             "threads": 8,
             "rate_per_s": round(cfg.sdk_requests / elapsed, 1),
+            "sdk_cpu_ms": round(cpu * 1000 / cfg.sdk_requests, 3),
+            **meter.per(cfg.sdk_requests),
         }
         self.log(f"  twilio SDK creates (8 threads): {self.results['sdk_create']}")
         time.sleep(0.5)
@@ -238,9 +254,11 @@ class Bench:
                 for i in range(cfg.intake_requests)
             ]
             spy = self.profiled(web, f"intake-single-{kind}", 3)
+            meter = Meter(web=web)
             run = closed(web.url, reqs, cfg.concurrency)
             _wait(spy)
             accepted = run.count(202)
+            cpu = meter.per(accepted)
             committed = data.count_rows(
                 engine, IncomingWarning, IncomingWarning.external_id.like("s-%")
             )
@@ -251,6 +269,7 @@ class Bench:
                 "errors": run.errors,
                 "rate_per_s": round(accepted / run.elapsed, 1),
                 **self.latency_ms(run, (202,)),
+                **cpu,
             }
             noop = self.results.get("noop", {}).get("rate_per_s")
             if noop:
@@ -266,9 +285,12 @@ class Bench:
                 body = json.dumps({"warnings": items}).encode()
                 batches.append(build("POST", url, body, auth, "application/json"))
             spy = self.profiled(web, f"intake-batch-{kind}", 3)
+            meter = Meter(web=web)
             run = closed(web.url, batches, 2)
             _wait(spy)
-            accepted = sum(json.loads(s.body).get("accepted", 0) for s in run.samples if s.status == 202)
+            accepted = sum(
+                json.loads(s.body).get("accepted", 0) for s in run.samples if s.status == 202
+            )
             committed = data.count_rows(
                 engine, IncomingWarning, IncomingWarning.external_id.like("b-%")
             )
@@ -280,6 +302,7 @@ class Bench:
                 "errors": run.errors,
                 "rate_per_s": round(accepted / run.elapsed, 1),
                 **self.latency_ms(run, (202,)),
+                **meter.per(accepted, "_per_warning"),
             }
             self.log(f"  intake batches of {cfg.batch_size} [{kind}]: {batch}")
             self.results.setdefault("intake", {})[kind] = {"single": single, "batch": batch}
@@ -289,9 +312,11 @@ class Bench:
 
     # --- time to dial -----------------------------------------------------------------------
 
-    def time_to_dial(self, kind: str) -> None:
+    def time_to_dial(
+        self, kind: str, rate: float, seconds: float, key_: str = "time_to_dial"
+    ) -> None:
         cfg = self.config
-        db = self.dbs.fresh(kind, "dial")
+        db = self.dbs.fresh(kind, f"dial{int(rate)}")
         engine = db.engine()
         _, key = data.make_source(engine)
         self.emulator_reset()
@@ -303,22 +328,25 @@ class Bench:
             # Numbers ending in 6 are busy: the call ends at once and its callbacks come back.
             warm = [
                 build("POST", url, _warning(200_000 + i, f"dw-{i}", 6), auth, "application/json")
-                for i in range(20)
+                for i in range(cfg.dial_warm)
             ]
             open_loop(web.url, warm, 20)
             self.wait_calls(len(warm), 15)
-            count = max(1, int(cfg.dial_rate * cfg.dial_seconds))
+            count = max(1, int(rate * seconds))
             phones = [data.phone(300_000 + i, 6) for i in range(count)]
             reqs = [
                 build("POST", url, _warning(300_000 + i, f"d-{i}", 6), auth, "application/json")
                 for i in range(count)
             ]
-            spy = self.profiled(worker, f"dial-worker-{kind}", cfg.dial_seconds)
-            spy_web = self.profiled(web, f"dial-web-{kind}", cfg.dial_seconds)
-            run = open_loop(web.url, reqs, cfg.dial_rate)
+            spy = self.profiled(worker, f"dial{rate:g}-worker-{kind}", seconds)
+            spy_web = self.profiled(web, f"dial{rate:g}-web-{kind}", seconds)
+            meter = Meter(web=web, worker=worker, emulator=self.emulator)
+            run = open_loop(web.url, reqs, rate)
             _wait(spy)
             _wait(spy_web)
-            self.wait_calls(len(warm) + count, 30)
+            self.wait_calls(len(warm) + count, 30 + count / 20)
+            time.sleep(1.0)  # the callbacks of the last calls, and their reviews
+            cpu = meter.per(count, "_per_warning")
             created = {to: t for t, to in reversed(self.call_creates())}  # first create per To
             dials, missing = [], 0
             for sample in run.samples:
@@ -328,7 +356,7 @@ class Bench:
                     continue
                 dials.append((created[to] - sample.wall_end) * 1000)
             result = {
-                "rate_per_s": cfg.dial_rate,
+                "rate_per_s": rate,
                 "warnings": count,
                 "accepted": run.count(202),
                 "dialled": len(dials),
@@ -339,9 +367,10 @@ class Bench:
                 "max_ms": round(max(dials, default=0.0), 1),
                 "intake_p50_ms": round(percentile([s.latency * 1000 for s in run.samples], 50), 1),
                 "intake_p99_ms": round(percentile([s.latency * 1000 for s in run.samples], 99), 1),
+                **cpu,
             }
-            self.log(f"  time to dial at {cfg.dial_rate:g}/s [{kind}]: {result}")
-            self.results.setdefault("time_to_dial", {})[kind] = result
+            self.log(f"  time to dial at {rate:g}/s [{kind}]: {result}")
+            self.results.setdefault(key_, {})[kind] = result
         finally:
             self.stack.stop(worker, web)
             engine.dispose()
@@ -357,13 +386,21 @@ class Bench:
         self.emulator_reset()
         # Status callbacks go to the no-op sink: this measures placing, not the webhooks.
         env = self.env(db, self.noop.url)
-        procs = [self.stack.worker(f"worker-dispatch-{kind}-{workers}-{i}", env) for i in range(workers)]
+        procs = [
+            self.stack.worker(f"worker-dispatch-{kind}-{workers}-{i}", env) for i in range(workers)
+        ]
         try:
             cases = data.insert_cases(engine, source_id, backlog, first_phone=400_000, last_digit=6)
             data.insert_attempts(engine, cases, due_at=datetime.now(UTC) - timedelta(seconds=1))
+            meter = Meter(
+                emulator=self.emulator,
+                sink=self.noop,
+                **{f"worker{i}": p for i, p in enumerate(procs)},
+            )
             self.wake(db)
             spy = self.profiled(procs[0], f"dispatch-worker-{kind}-{workers}", 4)
             calls = self.wait_calls(backlog, 30 + backlog / 50)
+            cpu = meter.per(backlog)
             _wait(spy)
             time.sleep(1.0)  # anything placed twice would show up by now
             creates = self.call_creates()
@@ -372,7 +409,9 @@ class Bench:
             twice = sum(n - 1 for n in per_to.values() if n > 1)
             with engine.connect() as conn:
                 placed = conn.execute(
-                    text("SELECT count(*), count(DISTINCT provider_sid) FROM attempts WHERE state = 'placed'")
+                    text(
+                        "SELECT count(*), count(DISTINCT provider_sid) FROM attempts WHERE state = 'placed'"
+                    )
                 ).one()
             result = {
                 "workers": workers,
@@ -386,6 +425,11 @@ class Bench:
                 "steady_rate_per_s": round(_rate(times, 0.1, 0.9), 1),
             }
             result["per_worker_per_s"] = round(result["rate_per_s"] / workers, 1)
+            result["worker_cpu_ms"] = round(
+                sum(v for k, v in cpu.items() if k.startswith("worker")), 3
+            )
+            result["emulator_cpu_ms"] = cpu["emulator_cpu_ms"]
+            result["sink_cpu_ms"] = cpu["sink_cpu_ms"]
             self.log(f"  dispatch [{kind}, {workers} worker(s)]: {result}")
             self.results.setdefault("dispatch", {}).setdefault(kind, {})[str(workers)] = result
             return result
@@ -427,13 +471,17 @@ class Bench:
                         params += [("CallDuration", duration), ("Duration", "1")]
                     headers = [("X-Twilio-Signature", compute_signature(AUTH_TOKEN, url, params))]
                     body = urlencode(params).encode()
-                    reqs.append(build("POST", url, body, headers, "application/x-www-form-urlencoded"))
+                    reqs.append(
+                        build("POST", url, body, headers, "application/x-www-form-urlencoded")
+                    )
             warm = reqs[: cfg.warmup]
             closed(web.url, warm, cfg.concurrency)
             timed = reqs[cfg.warmup :]
             spy = self.profiled(web, f"webhooks-{kind}", 3)
+            meter = Meter(web=web)
             run = closed(web.url, timed, cfg.concurrency)
             _wait(spy)
+            cpu = meter.per(run.count(200))
             finished = data.count_rows(engine, Attempt, Attempt.state == "finished")
             result = {
                 "callbacks": len(timed),
@@ -444,6 +492,7 @@ class Bench:
                 "attempts": len(attempts),
                 "rate_per_s": round(run.count(200) / run.elapsed, 1),
                 **self.latency_ms(run, (200,)),
+                **cpu,
             }
             self.log(f"  signed status callbacks [{kind}]: {result}")
             self.results.setdefault("webhooks", {})[kind] = result
@@ -463,7 +512,11 @@ class Bench:
             started = time.perf_counter()
             per_case = 5 if size >= 5 else 1
             data.insert_far_future(
-                engine, source_id, size // per_case, per_case, datetime.now(UTC) + timedelta(days=30)
+                engine,
+                source_id,
+                size // per_case,
+                per_case,
+                datetime.now(UTC) + timedelta(days=30),
             )
             loaded = time.perf_counter() - started
             engine.dispose()
@@ -471,7 +524,7 @@ class Bench:
             proc = self.stack.worker(f"worker-scale-{kind}-{size}", self.env(db, self.noop.url))
             try:
                 spy = self.profiled(proc, f"scale-worker-{kind}-{size}", 3)
-                time.sleep(4.0)  # a few ticks and feedback runs
+                time.sleep(cfg.scale_sleep)  # a few ticks and feedback runs
                 _wait(spy)
                 memory = _memory(proc)
             finally:
@@ -501,17 +554,16 @@ class Bench:
                 "reconcile": worker.reconcile,
                 "deliver_feedback": worker.deliver_feedback,
             }
-            figures: dict[str, Any] = {}
-            for name, fn in parts.items():
-                for _ in range(3):
-                    fn()
-                times = []
-                for _ in range(self.config.scale_ticks):
+            times: dict[str, list[float]] = {name: [] for name in parts}
+            # Round-robin, so anything the database does meanwhile (autovacuum after the load)
+            # falls on every part alike; the first rounds warm caches and are not counted.
+            for round_ in range(3 + self.config.scale_ticks):
+                for name, fn in parts.items():
                     t = time.perf_counter()
                     fn()
-                    times.append((time.perf_counter() - t) * 1000)
-                figures[f"{name}_ms"] = round(statistics.median(times), 3)
-            return figures
+                    if round_ >= 3:
+                        times[name].append((time.perf_counter() - t) * 1000)
+            return {f"{name}_ms": round(statistics.median(v), 3) for name, v in times.items()}
         finally:
             worker.close()
             engine.dispose()
@@ -530,7 +582,7 @@ class Bench:
             self.stack.worker(f"worker-pacing-{kind}-{i}", env) for i in range(cfg.pacing_workers)
         ]
         try:
-            backlog = int(rate * (seconds + 10))
+            backlog = int(rate * (seconds + cfg.pacing_extra_seconds))
             cases = data.insert_cases(engine, source_id, backlog, first_phone=700_000, last_digit=6)
             data.insert_attempts(engine, cases, due_at=datetime.now(UTC) - timedelta(seconds=1))
             self.wake(db)
@@ -555,6 +607,22 @@ class Bench:
 
 
 # --- small functions ------------------------------------------------------------------------
+
+
+class Meter:
+    """CPU seconds the given processes (with their children) use from now on."""
+
+    def __init__(self, **procs: Proc) -> None:
+        self.procs = procs
+        self.start = {name: cpu_seconds(p.pid) for name, p in procs.items()}
+
+    def per(self, units: int, suffix: str = "") -> dict[str, float]:
+        """CPU milliseconds per unit of work, by process: {"web_cpu_ms": …}."""
+        out = {}
+        for name, proc in self.procs.items():
+            used = cpu_seconds(proc.pid) - self.start[name]
+            out[f"{name}_cpu_ms{suffix}"] = round(used * 1000 / max(units, 1), 3)
+        return out
 
 
 def _warning(i: int, external_id: str, last_digit: int | None = None) -> bytes:
@@ -601,5 +669,7 @@ def _memory(proc: Proc) -> dict[str, float]:
     from .stack import memory_mb
 
     found = memory_mb(proc.pid)
-    return {"worker_rss_mb": round(found["rss_mb"], 1), "worker_peak_mb": round(found["peak_mb"], 1)}
-
+    return {
+        "worker_rss_mb": round(found["rss_mb"], 1),
+        "worker_peak_mb": round(found["peak_mb"], 1),
+    }

@@ -49,6 +49,15 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 dial["p50_ms"] <= 20 and dial["p99_ms"] <= 100 and dial["missing"] == 0,
             )
     for kind in ("sqlite", "postgres"):
+        light = _get(results, "time_to_dial_light", kind)
+        if light:
+            add(
+                f"(context) time to dial at {light['rate_per_s']:g}/s [{kind}]",
+                f"p50 {light['p50_ms']} ms, p95 {light['p95_ms']} ms, p99 {light['p99_ms']} ms"
+                f" ({light['dialled']}/{light['warnings']} dialled)",
+                None,
+            )
+    for kind in ("sqlite", "postgres"):
         one = _get(results, "dispatch", kind, "1")
         if one:
             add(

@@ -90,6 +90,19 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in text_.split()]
 
 
+def cpu_seconds(pid: int, with_children: bool = True) -> float:
+    """CPU time (user + system) the process, and its live child processes, have used."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    if with_children:
+        total += sum(cpu_seconds(child) for child in children(pid))
+    return total
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """Resident memory now and at its peak (VmRSS, VmHWM), in MB."""
     found: dict[str, float] = {}
@@ -138,7 +151,10 @@ class Stack:
     def web(self, name: str, env: dict[str, str], workers: int = 2, threads: int = 4) -> Proc:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        env = {**env, "ROBOT_SERVER_PUBLIC_BASE_URL": env.get("ROBOT_SERVER_PUBLIC_BASE_URL") or url}
+        env = {
+            **env,
+            "ROBOT_SERVER_PUBLIC_BASE_URL": env.get("ROBOT_SERVER_PUBLIC_BASE_URL") or url,
+        }
         cmd = ["web", "--host", "127.0.0.1", "--port", str(port)]
         cmd += ["--workers", str(workers), "--threads", str(threads)]
         proc = self.robot(name, cmd, env, url)
@@ -237,7 +253,9 @@ class Databases:
         if kind == "sqlite":
             if self._sqlite_template is None:
                 self._sqlite_template = self.workdir / "template.db"
-                engine = create_db_engine(DatabaseSettings(url=f"sqlite:///{self._sqlite_template}"))
+                engine = create_db_engine(
+                    DatabaseSettings(url=f"sqlite:///{self._sqlite_template}")
+                )
                 migrate.upgrade(engine)
                 engine.dispose()
             path = self.workdir / f"{label}.db"

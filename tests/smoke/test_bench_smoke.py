@@ -29,7 +29,7 @@ def test_the_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     results = json.loads(output.read_text())
     assert results["failures"] == []
-    assert results["seconds"] < 60
+    assert results["seconds"] < 90  # about 45 s here; the margin is for a busy machine
 
     assert results["noop"]["ok"] == results["noop"]["requests"]
     assert results["emulator_create"]["ok"] == results["emulator_create"]["requests"]
@@ -43,7 +43,9 @@ def test_the_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
     hooks = results["webhooks"]["sqlite"]
     assert hooks["refused"] == 0 and hooks["attempts_finished"] == hooks["attempts"]
     scale = results["scale"]["sqlite"]
-    assert len(scale) == 2 and all(s["tick_ms"] > 0 and s["worker_peak_mb"] > 0 for s in scale.values())
+    assert len(scale) == 2 and all(
+        s["tick_ms"] > 0 and s["worker_peak_mb"] > 0 for s in scale.values()
+    )
     pacing = results["pacing"]["sqlite"]
     assert pacing["placed"] > 0 and pacing["max_in_any_1s"] > 0
     # Every target was evaluated (met or not: that depends on the machine).
