@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -265,7 +266,16 @@ class Attempt(Base):
     """One outbound SMS or call. The attempts table is the worker's schedule."""
 
     __tablename__ = "attempts"
-    __table_args__ = (Index("ix_attempts_due", "state", "due_at"),)
+    __table_args__ = (
+        Index("ix_attempts_due", "state", "due_at"),
+        # Only live calls a machine answered carry a command: a tiny index the worker polls.
+        Index(
+            "ix_attempts_pending_command",
+            "pending_command",
+            sqlite_where=text("pending_command IS NOT NULL"),
+            postgresql_where=text("pending_command IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     code: Mapped[str] = mapped_column(String(32), unique=True, default=new_code)

@@ -83,13 +83,10 @@ class Worker:
         """Leave voicemails on calls a machine answered (the webhook only flagged them)."""
         with self.sessions.begin() as session:
             postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
-            # On SQLite, "provider_sid >= ''" (true for every text, as IS NOT NULL) lets the
-            # unique index on provider_sid find the placed attempts; IS NOT NULL made it read
-            # the whole table each tick (150 ms with a million attempts waiting).
-            with_sid = Attempt.provider_sid.is_not(None) if postgres else Attempt.provider_sid >= ""
+            # The partial index ix_attempts_pending_command makes this a lookup, not a scan.
             query = select(
                 Attempt.id, Attempt.pending_command, Attempt.provider_sid, Attempt.case_id
-            ).where(Attempt.pending_command.is_not(None), with_sid)
+            ).where(Attempt.pending_command.is_not(None), Attempt.provider_sid.is_not(None))
             if postgres:
                 query = query.with_for_update(skip_locked=True)
             rows = session.execute(query.limit(50)).all()

@@ -34,7 +34,12 @@ class Stack:
     api_key: str
 
     def post_warning(self, **fields: Any) -> dict[str, Any]:
-        body = {"external_id": f"e2e-{time.monotonic_ns()}", "risk": "high", "fraud_type": "fake_police", **fields}
+        body = {
+            "external_id": f"e2e-{time.monotonic_ns()}",
+            "risk": "high",
+            "fraud_type": "fake_police",
+            **fields,
+        }
         response = requests.post(
             f"{self.base_url}/api/v1/warnings",
             json=body,
@@ -54,11 +59,15 @@ class Stack:
         return response.json()  # type: ignore[no-any-return]
 
     def control(self, method: str, path: str, **kw: Any) -> Any:
-        response = requests.request(method, f"{self.emulator.base_url}/_emulator/{path}", timeout=10, **kw)
+        response = requests.request(
+            method, f"{self.emulator.base_url}/_emulator/{path}", timeout=10, **kw
+        )
         response.raise_for_status()
         return response.json()
 
-    def wait_for(self, check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    def wait_for(
+        self, check: Callable[[], Any], timeout: float = 20.0, what: str = "condition"
+    ) -> Any:
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
@@ -69,12 +78,18 @@ class Stack:
         raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
 
 
-def start_stack(settings: Settings, tune: Callable[[Settings], Settings] | None = None, callees: dict[str, str] | None = None) -> Iterator[Stack]:
+def start_stack(
+    settings: Settings,
+    tune: Callable[[Settings], Settings] | None = None,
+    callees: dict[str, str] | None = None,
+) -> Iterator[Stack]:
     engine = create_db_engine(settings.database)
     sessions = create_session_factory(engine)
     with sessions.begin() as session:
         api_key = add_source(session, "e2e").api_key
-    web: BaseWSGIServer = make_server("127.0.0.1", 0, create_app(settings, engine=engine), threaded=True)
+    web: BaseWSGIServer = make_server(
+        "127.0.0.1", 0, create_app(settings, engine=engine), threaded=True
+    )
     base_url = f"http://127.0.0.1:{web.server_port}"
     emulator = start_emulator_in_thread(
         EmulatorSettings(
@@ -90,7 +105,13 @@ def start_stack(settings: Settings, tune: Callable[[Settings], Settings] | None 
         settings,
         server=replace(settings.server, public_base_url=base_url),
         twilio=replace(settings.twilio, api_base_url=emulator.base_url, ring_timeout=30),
-        worker=replace(settings.worker, poll_interval=0.2, calls_per_second=0, max_concurrent_calls=0, sms_per_second=0),
+        worker=replace(
+            settings.worker,
+            poll_interval=0.2,
+            calls_per_second=0,
+            max_concurrent_calls=0,
+            sms_per_second=0,
+        ),
     )
     if tune:
         settings = tune(settings)
@@ -99,7 +120,9 @@ def start_stack(settings: Settings, tune: Callable[[Settings], Settings] | None 
     web_thread = threading.Thread(target=web.serve_forever, daemon=True)
     web_thread.start()
     stop = threading.Event()
-    worker_thread = threading.Thread(target=run_worker, args=(settings,), kwargs={"stop": stop}, daemon=True)
+    worker_thread = threading.Thread(
+        target=run_worker, args=(settings,), kwargs={"stop": stop}, daemon=True
+    )
     worker_thread.start()
     try:
         yield Stack(settings, base_url, emulator, sessions, api_key)

@@ -10,13 +10,17 @@ from tests.e2e.conftest import Stack
 
 
 def first(case: dict[str, Any], channel: str) -> dict[str, Any]:
-    return next(a for a in case["attempts"] if a["channel"] == channel and a["purpose"] == "warning")
+    return next(
+        a for a in case["attempts"] if a["channel"] == channel and a["purpose"] == "warning"
+    )
 
 
 def settled(stack: Stack, case_id: int, channel: str = "call") -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         case = stack.case(case_id)
-        attempts = [a for a in case["attempts"] if a["channel"] == channel and a["purpose"] == "warning"]
+        attempts = [
+            a for a in case["attempts"] if a["channel"] == channel and a["purpose"] == "warning"
+        ]
         return case if attempts and attempts[0]["outcome"] else None
 
     return stack.wait_for(check, what=f"the first {channel} outcome")  # type: ignore[no-any-return]
@@ -24,7 +28,15 @@ def settled(stack: Stack, case_id: int, channel: str = "call") -> dict[str, Any]
 
 @pytest.mark.parametrize(
     ("digit", "outcome"),
-    [("0", "confirmed"), ("3", "answered"), ("4", "hung_up"), ("5", "no_answer"), ("6", "busy"), ("8", "failed"), ("9", "confirmed")],
+    [
+        ("0", "confirmed"),
+        ("3", "answered"),
+        ("4", "hung_up"),
+        ("5", "no_answer"),
+        ("6", "busy"),
+        ("8", "failed"),
+        ("9", "confirmed"),
+    ],
 )
 def test_each_callee_gives_its_outcome(stack: Stack, digit: str, outcome: str) -> None:
     case_id = stack.post_warning(phone=f"+86138001380{digit}0"[:-1] + digit)["case_id"]
@@ -40,14 +52,27 @@ def test_key_1_confirms_and_stops_the_robot(stack: Stack) -> None:
     assert call["digits"] == "1"
     kinds = [e["kind"] for e in case["timeline"]]
     assert "case.confirmed" in kinds
-    case = stack.wait_for(lambda: (c := stack.case(case_id))["state"] == "closed" and c, what="closed")
+    case = stack.wait_for(
+        lambda: (c := stack.case(case_id))["state"] == "closed" and c, what="closed"
+    )
     assert case["disposition"] == "confirmed"
-    assert not [a for a in case["attempts"] if a["state"] == "scheduled" and a["purpose"] in ("warning", "retry")]
+    assert not [
+        a
+        for a in case["attempts"]
+        if a["state"] == "scheduled" and a["purpose"] in ("warning", "retry")
+    ]
 
 
 def test_key_2_puts_the_person_through_and_queues_the_case(stack: Stack) -> None:
     case_id = stack.post_warning(phone="+8613800138001")["case_id"]
-    case = stack.wait_for(lambda: (c := stack.case(case_id))["state"] == "escalated" and any(e["kind"] == "call.put_through" for e in c["timeline"]) and c, what="put through")
+    case = stack.wait_for(
+        lambda: (
+            (c := stack.case(case_id))["state"] == "escalated"
+            and any(e["kind"] == "call.put_through" for e in c["timeline"])
+            and c
+        ),
+        what="put through",
+    )
     assert case["critical"] is True
     assert first(case, "call")["digits"] == "2"
     center = stack.settings.center.call_center_number
@@ -59,7 +84,10 @@ def test_key_3_makes_the_case_critical(stack: Stack) -> None:
     case_id = stack.post_warning(phone="+8613800138002")["case_id"]
     case = stack.wait_for(lambda: (c := stack.case(case_id))["critical"] and c, what="critical")
     assert case["state"] == "escalated"
-    assert any(e["kind"] == "case.escalated" and e["data"]["reason"] == "already paid" for e in case["timeline"])
+    assert any(
+        e["kind"] == "case.escalated" and e["data"]["reason"] == "already paid"
+        for e in case["timeline"]
+    )
 
 
 def test_a_machine_gets_a_voicemail_and_counts_as_not_reached(stack: Stack) -> None:
@@ -67,7 +95,10 @@ def test_a_machine_gets_a_voicemail_and_counts_as_not_reached(stack: Stack) -> N
     case = settled(stack, case_id)
     assert first(case, "call")["outcome"] == "voicemail"
     assert first(case, "call")["answered_by"].startswith("machine")
-    stack.wait_for(lambda: any(e["kind"] == "call.voicemail_left" for e in stack.case(case_id)["timeline"]), what="voicemail left")
+    stack.wait_for(
+        lambda: any(e["kind"] == "call.voicemail_left" for e in stack.case(case_id)["timeline"]),
+        what="voicemail left",
+    )
 
 
 def test_sms_is_delivered_or_undelivered(stack: Stack) -> None:

@@ -27,10 +27,25 @@ def make_attempt(sessions: sessionmaker[Session], language: str) -> tuple[Case, 
     now = utcnow()
     with sessions.begin() as session:
         source = add_source(session, "feed").source
-        case = Case(source_id=source.id, phone="+8613800138000", risk="high", fraud_type="fake_investment", language=language, opened_at=now, updated_at=now)
+        case = Case(
+            source_id=source.id,
+            phone="+8613800138000",
+            risk="high",
+            fraud_type="fake_investment",
+            language=language,
+            opened_at=now,
+            updated_at=now,
+        )
         session.add(case)
         session.flush()
-        attempt = Attempt(case_id=case.id, channel="call", purpose="warning", to_phone=case.phone, template="warning_call", due_at=now)
+        attempt = Attempt(
+            case_id=case.id,
+            channel="call",
+            purpose="warning",
+            to_phone=case.phone,
+            template="warning_call",
+            due_at=now,
+        )
         session.add(attempt)
         session.flush()
         session.expunge_all()
@@ -41,25 +56,45 @@ def fetch_twiml(client: FlaskClient, settings: Settings, code: str) -> str:
     url = f"{PUBLIC}/twilio/call/{code}/twiml?round=1"
     params = {"CallSid": "CA" + "2" * 32}
     signature = RequestValidator(settings.twilio.auth_token).compute_signature(url, params)
-    response = client.post(url.removeprefix(PUBLIC), data=params, headers={"X-Twilio-Signature": signature})
+    response = client.post(
+        url.removeprefix(PUBLIC), data=params, headers={"X-Twilio-Signature": signature}
+    )
     assert response.status_code == 200
     return response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize(("language", "say_language", "voice"), [("zh-CN", "cmn-CN", "Polly.Zhiyu"), ("en", "en-US", "Polly.Joanna")])
-def test_say_mode_speaks_in_the_templates_language_then_the_menu(app: Flask, settings: Settings, sessions: sessionmaker[Session], language: str, say_language: str, voice: str) -> None:
+@pytest.mark.parametrize(
+    ("language", "say_language", "voice"),
+    [("zh-CN", "cmn-CN", "Polly.Zhiyu"), ("en", "en-US", "Polly.Joanna")],
+)
+def test_say_mode_speaks_in_the_templates_language_then_the_menu(
+    app: Flask,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    language: str,
+    say_language: str,
+    voice: str,
+) -> None:
     _, attempt = make_attempt(sessions, language)
     twiml = fetch_twiml(app.test_client(), settings, attempt.code)
-    says = re.findall(r'<Say ([^>]*)>([^<]*)</Say>', twiml)
+    says = re.findall(r"<Say ([^>]*)>([^<]*)</Say>", twiml)
     assert len(says) == 2  # the warning, then the key menu, inside the Gather
     for attrs, _text in says:
         assert f'language="{say_language}"' in attrs and f'voice="{voice}"' in attrs
     assert "1" in says[1][1] and "9" in says[1][1]
-    assert twiml.index("<Gather") < twiml.index("<Say") and twiml.index("</Gather>") < twiml.index("<Redirect")
+    assert twiml.index("<Gather") < twiml.index("<Say") and twiml.index("</Gather>") < twiml.index(
+        "<Redirect"
+    )
 
 
-def test_offline_mode_plays_our_rendered_audio_then_the_menu(settings: Settings, engine: Any, sessions: sessionmaker[Session], tmp_path: Path) -> None:
-    settings = replace(settings, server=replace(settings.server, public_base_url=PUBLIC), voice=replace(settings.voice, mode="offline", cache_dir=str(tmp_path / "audio")))
+def test_offline_mode_plays_our_rendered_audio_then_the_menu(
+    settings: Settings, engine: Any, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    settings = replace(
+        settings,
+        server=replace(settings.server, public_base_url=PUBLIC),
+        voice=replace(settings.voice, mode="offline", cache_dir=str(tmp_path / "audio")),
+    )
     app = create_app(settings, engine=engine)
     case, attempt = make_attempt(sessions, "en-US")
     content = Content(settings)

@@ -54,14 +54,32 @@ def receiver() -> Iterator[Receiver]:
     running.stop()
 
 
-def test_feedback_is_signed_retried_until_acknowledged_and_delivered_once(settings: Settings, sessions: sessionmaker[Session], receiver: Receiver) -> None:
+def test_feedback_is_signed_retried_until_acknowledged_and_delivered_once(
+    settings: Settings, sessions: sessionmaker[Session], receiver: Receiver
+) -> None:
     now = utcnow()
     with sessions.begin() as session:
         created = add_source(session, "bank", receiver.url)
-        case = Case(source_id=created.source.id, phone="+8613800138000", open_key="+8613800138000", risk="high", fraud_type="romance", opened_at=now, updated_at=now)
+        case = Case(
+            source_id=created.source.id,
+            phone="+8613800138000",
+            open_key="+8613800138000",
+            risk="high",
+            fraud_type="romance",
+            opened_at=now,
+            updated_at=now,
+        )
         session.add(case)
         session.flush()
-        session.add(IncomingWarning(source_id=created.source.id, external_id="ext-7", case_id=case.id, payload={}, received_at=now))
+        session.add(
+            IncomingWarning(
+                source_id=created.source.id,
+                external_id="ext-7",
+                case_id=case.id,
+                payload={},
+                received_at=now,
+            )
+        )
         casework.escalate(session, case, "no answer", "robot", now)
     secret = created.signing_secret
     assert secret
@@ -75,27 +93,54 @@ def test_feedback_is_signed_retried_until_acknowledged_and_delivered_once(settin
     ids = {r["headers"]["X-Robot-Message-Id"] for r in receiver.received}
     assert len(ids) == 1  # the same message id every time: duplicates are harmless
     last = receiver.received[-1]
-    assert last["headers"]["X-Robot-Signature"] == body_signature(secret, last["headers"]["X-Robot-Timestamp"], last["body"])
+    assert last["headers"]["X-Robot-Signature"] == body_signature(
+        secret, last["headers"]["X-Robot-Timestamp"], last["body"]
+    )
     payload = json.loads(last["body"])
-    assert (payload["type"], payload["case_id"], payload["external_ids"], payload["state"]) == ("case.escalated", case.id, ["ext-7"], "escalated")
+    assert (payload["type"], payload["case_id"], payload["external_ids"], payload["state"]) == (
+        "case.escalated",
+        case.id,
+        ["ext-7"],
+        "escalated",
+    )
     with sessions() as session:
         message = session.scalars(select(OutboxMessage)).one()
         assert message.delivered_at is not None and message.tries == 2
     # Delivered messages are not sent again.
     again = requests.Session()
-    assert feedback.deliver_due(sessions, settings.feedback, "w1", clock + timedelta(days=1), again) == 0
+    assert (
+        feedback.deliver_due(sessions, settings.feedback, "w1", clock + timedelta(days=1), again)
+        == 0
+    )
     again.close()
     assert len(receiver.received) == 3
 
 
-def test_backoff_waits_before_the_next_try(settings: Settings, sessions: sessionmaker[Session], receiver: Receiver) -> None:
+def test_backoff_waits_before_the_next_try(
+    settings: Settings, sessions: sessionmaker[Session], receiver: Receiver
+) -> None:
     now = utcnow()
     with sessions.begin() as session:
         created = add_source(session, "bank", receiver.url)
-        case = Case(source_id=created.source.id, phone="+8613800138001", risk="high", fraud_type="romance", opened_at=now, updated_at=now)
+        case = Case(
+            source_id=created.source.id,
+            phone="+8613800138001",
+            risk="high",
+            fraud_type="romance",
+            opened_at=now,
+            updated_at=now,
+        )
         session.add(case)
         session.flush()
-        session.add(IncomingWarning(source_id=created.source.id, external_id="x", case_id=case.id, payload={}, received_at=now))
+        session.add(
+            IncomingWarning(
+                source_id=created.source.id,
+                external_id="x",
+                case_id=case.id,
+                payload={},
+                received_at=now,
+            )
+        )
         casework.confirm(session, case, "person", "call", now)
     http = requests.Session()
     feedback.deliver_due(sessions, settings.feedback, "w1", now, http)

@@ -39,15 +39,26 @@ def count(sessions: sessionmaker[Session], model: Any) -> int:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
-def test_it_opens_a_case_for_a_new_warning(client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session]) -> None:
-    response = post(client, auth, warning(contacts=[{"phone": "13900139000", "relation": "parent", "name": "Mum"}]))
+def test_it_opens_a_case_for_a_new_warning(
+    client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    response = post(
+        client,
+        auth,
+        warning(contacts=[{"phone": "13900139000", "relation": "parent", "name": "Mum"}]),
+    )
     assert response.status_code == 202
     body = response.get_json()
     assert body["status"] == "created"
     with sessions() as session:
         case = session.get(Case, body["case_id"])
         assert case is not None
-        assert (case.phone, case.risk, case.fraud_type, case.state) == (PHONE, "high", "fake_police", "open")
+        assert (case.phone, case.risk, case.fraud_type, case.state) == (
+            PHONE,
+            "high",
+            "fake_police",
+            "open",
+        )
         assert case.timezone == "Asia/Shanghai"
         assert case.next_review_at is not None  # the worker picks it up at once
         stored = session.scalars(select(IncomingWarning)).one()
@@ -58,16 +69,24 @@ def test_it_opens_a_case_for_a_new_warning(client: FlaskClient, auth: dict[str, 
         assert kinds == ["case.opened", "warning.received"]
 
 
-def test_it_returns_the_same_case_for_a_repeated_external_id(client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session]) -> None:
+def test_it_returns_the_same_case_for_a_repeated_external_id(
+    client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
     first = post(client, auth, warning())
     again = post(client, auth, warning(risk="low"))
     assert again.status_code == 200
-    assert again.get_json() == {"status": "duplicate", "http_status": 200, "case_id": first.get_json()["case_id"]}
+    assert again.get_json() == {
+        "status": "duplicate",
+        "http_status": 200,
+        "case_id": first.get_json()["case_id"],
+    }
     assert count(sessions, Case) == 1
     assert count(sessions, IncomingWarning) == 1
 
 
-def test_the_same_external_id_from_another_source_is_a_new_warning(client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session]) -> None:
+def test_the_same_external_id_from_another_source_is_a_new_warning(
+    client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
     with sessions.begin() as session:
         other = add_source(session, "bank")
     first = post(client, auth, warning()).get_json()
@@ -78,11 +97,19 @@ def test_the_same_external_id_from_another_source_is_a_new_warning(client: Flask
     assert count(sessions, IncomingWarning) == 2
 
 
-def test_it_merges_into_the_open_case_and_raises_the_risk(client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session]) -> None:
+def test_it_merges_into_the_open_case_and_raises_the_risk(
+    client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
     first = post(client, auth, warning(external_id="a", risk="low", area=None)).get_json()
-    merged = post(client, auth, warning(external_id="b", phone="+86 138-0013-8000", risk="high", area="Xihu"))
+    merged = post(
+        client, auth, warning(external_id="b", phone="+86 138-0013-8000", risk="high", area="Xihu")
+    )
     assert merged.status_code == 202
-    assert merged.get_json() == {"status": "merged", "http_status": 202, "case_id": first["case_id"]}
+    assert merged.get_json() == {
+        "status": "merged",
+        "http_status": 202,
+        "case_id": first["case_id"],
+    }
     lower = post(client, auth, warning(external_id="c", risk="medium"))
     assert lower.get_json()["case_id"] == first["case_id"]
     with sessions() as session:
@@ -90,13 +117,17 @@ def test_it_merges_into_the_open_case_and_raises_the_risk(client: FlaskClient, a
         assert case is not None
         assert case.risk == "high"  # raised by b, not lowered by c
         assert case.area == "Xihu"
-        merges = session.scalars(select(Event).where(Event.kind == "case.merged").order_by(Event.id)).all()
+        merges = session.scalars(
+            select(Event).where(Event.kind == "case.merged").order_by(Event.id)
+        ).all()
         assert merges[0].data["risk"] == ["low", "high"]
         assert "risk" not in merges[1].data
     assert count(sessions, Case) == 1
 
 
-def test_a_closed_case_does_not_absorb_new_warnings(client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session]) -> None:
+def test_a_closed_case_does_not_absorb_new_warnings(
+    client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
     first = post(client, auth, warning(external_id="a")).get_json()
     with sessions.begin() as session:
         case = session.get(Case, first["case_id"])
@@ -125,7 +156,9 @@ def _race(client_factory: Any, auth: dict[str, str], bodies: list[Any]) -> list[
     return results
 
 
-def test_concurrent_duplicates_make_one_case(app: Flask, auth: dict[str, str], sessions: sessionmaker[Session]) -> None:
+def test_concurrent_duplicates_make_one_case(
+    app: Flask, auth: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
     results = _race(app.test_client, auth, [warning()] * 8)
     statuses = sorted(code for code, _ in results)
     assert statuses == [200] * 7 + [202]
@@ -134,7 +167,9 @@ def test_concurrent_duplicates_make_one_case(app: Flask, auth: dict[str, str], s
     assert count(sessions, IncomingWarning) == 1
 
 
-def test_concurrent_warnings_for_one_number_share_one_case(app: Flask, auth: dict[str, str], sessions: sessionmaker[Session]) -> None:
+def test_concurrent_warnings_for_one_number_share_one_case(
+    app: Flask, auth: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
     bodies = [warning(external_id=f"w-{i}", risk=("high" if i == 3 else "low")) for i in range(6)]
     results = _race(app.test_client, auth, bodies)
     assert all(code == 202 for code, _ in results)
@@ -145,13 +180,19 @@ def test_concurrent_warnings_for_one_number_share_one_case(app: Flask, auth: dic
         assert session.scalars(select(Case.risk)).one() == "high"
 
 
-def test_a_batch_accepts_the_good_items_and_names_the_bad_ones(client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session]) -> None:
+def test_a_batch_accepts_the_good_items_and_names_the_bad_ones(
+    client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
     batch = {
         "warnings": [
             warning(external_id="ok-1", phone="13800138001"),
             warning(external_id="bad-1", phone="12345"),
             warning(external_id="ok-2", phone="+14155552671", risk="medium"),
-            {"phone": "13800138003", "fraud_type": "lottery", "contacts": [{"phone": "1", "relation": "boss"}]},
+            {
+                "phone": "13800138003",
+                "fraud_type": "lottery",
+                "contacts": [{"phone": "1", "relation": "boss"}],
+            },
             "not an object",
             warning(external_id="ok-1", phone="13800138001"),
         ]
@@ -161,21 +202,40 @@ def test_a_batch_accepts_the_good_items_and_names_the_bad_ones(client: FlaskClie
     body = response.get_json()
     assert (body["accepted"], body["rejected"], body["duplicates"]) == (2, 3, 1)
     results = body["results"]
-    assert [r["status"] for r in results] == ["created", "rejected", "created", "rejected", "rejected", "duplicate"]
+    assert [r["status"] for r in results] == [
+        "created",
+        "rejected",
+        "created",
+        "rejected",
+        "rejected",
+        "duplicate",
+    ]
     assert [r["index"] for r in results] == [0, 1, 2, 3, 4, 5]
-    assert results[1]["errors"] == [{"field": "warnings[1].phone", "message": "is not a valid phone number", "index": 1}]
+    assert results[1]["errors"] == [
+        {"field": "warnings[1].phone", "message": "is not a valid phone number", "index": 1}
+    ]
     fields = {e["field"] for e in results[3]["errors"]}
-    assert fields == {"warnings[3].external_id", "warnings[3].fraud_type", "warnings[3].contacts[0].phone", "warnings[3].contacts[0].relation"}
+    assert fields == {
+        "warnings[3].external_id",
+        "warnings[3].fraud_type",
+        "warnings[3].contacts[0].phone",
+        "warnings[3].contacts[0].relation",
+    }
     assert results[4]["errors"][0]["field"] == "warnings[4].(item)"
     assert results[5]["case_id"] == results[0]["case_id"]
     assert count(sessions, Case) == 2
 
 
-def test_a_batch_with_nothing_valid_is_422_and_stores_nothing(client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session]) -> None:
+def test_a_batch_with_nothing_valid_is_422_and_stores_nothing(
+    client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
     response = post(client, auth, {"warnings": [warning(phone="x"), warning(risk="extreme")]})
     assert response.status_code == 422
     body = response.get_json()
-    assert {f["field"] for f in body["error"]["fields"]} == {"warnings[0].phone", "warnings[1].risk"}
+    assert {f["field"] for f in body["error"]["fields"]} == {
+        "warnings[0].phone",
+        "warnings[1].risk",
+    }
     assert count(sessions, Case) == 0
 
 
@@ -196,7 +256,10 @@ def test_each_invalid_field_is_named(client: FlaskClient, auth: dict[str, str]) 
         (warning(note=["a"]), "note"),
         (warning(contacts={"phone": PHONE}), "contacts"),
         (warning(contacts=[{"phone": "13900139000"}]), "contacts[0].relation"),
-        (warning(contacts=[{"phone": "13900139000", "relation": "parent", "age": 3}]), "contacts[0].age"),
+        (
+            warning(contacts=[{"phone": "13900139000", "relation": "parent", "age": 3}]),
+            "contacts[0].age",
+        ),
         (warning(colour="red"), "colour"),
         (warning(external_id=True), "external_id"),
     ]
@@ -208,7 +271,9 @@ def test_each_invalid_field_is_named(client: FlaskClient, auth: dict[str, str]) 
         assert field in {f["field"] for f in error["fields"]}, (field, error)
 
 
-def test_authentication_failures_are_401_naming_the_header(client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session], source: NewSource) -> None:
+def test_authentication_failures_are_401_naming_the_header(
+    client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session], source: NewSource
+) -> None:
     for headers in ({}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer wr_unknown"}):
         response = client.post("/api/v1/warnings", json=warning(), headers=headers)
         assert response.status_code == 401
@@ -221,13 +286,19 @@ def test_authentication_failures_are_401_naming_the_header(client: FlaskClient, 
 
 def test_malformed_json_is_400(client: FlaskClient, auth: dict[str, str]) -> None:
     for raw in (b'{"external_id": ', b"", b"\xff\xfe", b"[1, 2"):
-        response = client.post("/api/v1/warnings", data=raw, headers={**auth, "Content-Type": "application/json"})
+        response = client.post(
+            "/api/v1/warnings", data=raw, headers={**auth, "Content-Type": "application/json"}
+        )
         assert response.status_code == 400, raw
         assert response.get_json()["error"]["field"] == "body"
 
 
 def test_non_json_is_415(client: FlaskClient, auth: dict[str, str]) -> None:
-    response = client.post("/api/v1/warnings", data="phone=1", headers={**auth, "Content-Type": "application/x-www-form-urlencoded"})
+    response = client.post(
+        "/api/v1/warnings",
+        data="phone=1",
+        headers={**auth, "Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 415
     assert response.get_json()["error"]["field"] == "Content-Type"
 
@@ -238,13 +309,20 @@ def test_too_large_is_413(client: FlaskClient, auth: dict[str, str], settings: A
     assert response.status_code == 413
     assert response.get_json()["error"]["field"] == "warnings"
     huge = json.dumps(warning(note="x" * (settings.server.max_body_bytes + 10)))
-    response = client.post("/api/v1/warnings", data=huge, headers={**auth, "Content-Type": "application/json"})
+    response = client.post(
+        "/api/v1/warnings", data=huge, headers={**auth, "Content-Type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.get_json()["error"]["field"] == "body"
 
 
 def test_other_json_shapes_are_422(client: FlaskClient, auth: dict[str, str]) -> None:
-    for body, field in (([warning()], "body"), ({"warnings": []}, "warnings"), ({"warnings": [], "x": 1}, "x"), (42, "body")):
+    for body, field in (
+        ([warning()], "body"),
+        ({"warnings": []}, "warnings"),
+        ({"warnings": [], "x": 1}, "x"),
+        (42, "body"),
+    ):
         response = post(client, auth, body)
         assert response.status_code == 422, body
         assert response.get_json()["error"]["field"] == field
@@ -265,20 +343,30 @@ def test_signed_sources_must_sign(client: FlaskClient, sessions: sessionmaker[Se
     with sessions.begin() as session:
         strict = add_source(session, "strict", require_signature=True)
     body = json.dumps(warning()).encode()
-    unsigned = client.post("/api/v1/warnings", data=body, headers={"Authorization": f"Bearer {strict.api_key}", "Content-Type": "application/json"})
+    unsigned = client.post(
+        "/api/v1/warnings",
+        data=body,
+        headers={"Authorization": f"Bearer {strict.api_key}", "Content-Type": "application/json"},
+    )
     assert unsigned.status_code == 401
     assert unsigned.get_json()["error"]["field"] == "X-Robot-Timestamp"
-    tampered = client.post("/api/v1/warnings", data=body.replace(b"high", b"low "), headers=_signed(strict, body))
+    tampered = client.post(
+        "/api/v1/warnings", data=body.replace(b"high", b"low "), headers=_signed(strict, body)
+    )
     assert tampered.status_code == 401
     assert tampered.get_json()["error"]["field"] == "X-Robot-Signature"
-    replayed = client.post("/api/v1/warnings", data=body, headers=_signed(strict, body, int(time.time()) - 301))
+    replayed = client.post(
+        "/api/v1/warnings", data=body, headers=_signed(strict, body, int(time.time()) - 301)
+    )
     assert replayed.status_code == 401
     assert replayed.get_json()["error"]["field"] == "X-Robot-Timestamp"
     good = client.post("/api/v1/warnings", data=body, headers=_signed(strict, body))
     assert good.status_code == 202
 
 
-def test_get_case_shows_state_attempts_and_timeline_only_to_its_source(client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session]) -> None:
+def test_get_case_shows_state_attempts_and_timeline_only_to_its_source(
+    client: FlaskClient, auth: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
     case_id = post(client, auth, warning()).get_json()["case_id"]
     response = client.get(f"/api/v1/cases/{case_id}", headers=auth)
     assert response.status_code == 200
@@ -290,7 +378,9 @@ def test_get_case_shows_state_attempts_and_timeline_only_to_its_source(client: F
     assert PHONE not in json.dumps(body)
     with sessions.begin() as session:
         other = add_source(session, "other")
-    foreign = client.get(f"/api/v1/cases/{case_id}", headers={"Authorization": f"Bearer {other.api_key}"})
+    foreign = client.get(
+        f"/api/v1/cases/{case_id}", headers={"Authorization": f"Bearer {other.api_key}"}
+    )
     assert foreign.status_code == 404
     assert client.get("/api/v1/cases/999999", headers=auth).status_code == 404
     assert client.get(f"/api/v1/cases/{case_id}").status_code == 401

@@ -40,23 +40,60 @@ def attempt(sessions: sessionmaker[Session]) -> Attempt:
         from robot.sources import add_source
 
         source = add_source(session, "feed").source
-        case = Case(source_id=source.id, phone="+8613800138000", open_key="+8613800138000", risk="high", fraud_type="fake_police", opened_at=now, updated_at=now)
+        case = Case(
+            source_id=source.id,
+            phone="+8613800138000",
+            open_key="+8613800138000",
+            risk="high",
+            fraud_type="fake_police",
+            opened_at=now,
+            updated_at=now,
+        )
         session.add(case)
         session.flush()
-        attempt = Attempt(case_id=case.id, channel="call", purpose="warning", to_phone=case.phone, template="warning_call", due_at=now, state=AttemptState.PLACED.value, provider_sid="CA" + "1" * 32, placed_at=now)
+        attempt = Attempt(
+            case_id=case.id,
+            channel="call",
+            purpose="warning",
+            to_phone=case.phone,
+            template="warning_call",
+            due_at=now,
+            state=AttemptState.PLACED.value,
+            provider_sid="CA" + "1" * 32,
+            placed_at=now,
+        )
         session.add(attempt)
         session.flush()
         session.expunge_all()
     return attempt
 
 
-def signed_post(client: FlaskClient, path: str, params: dict[str, str], token: str = TOKEN, signature: str | None = None) -> Any:
-    headers = {"X-Twilio-Signature": signature if signature is not None else RequestValidator(token).compute_signature(PUBLIC + path, params)}
+def signed_post(
+    client: FlaskClient,
+    path: str,
+    params: dict[str, str],
+    token: str = TOKEN,
+    signature: str | None = None,
+) -> Any:
+    headers = {
+        "X-Twilio-Signature": signature
+        if signature is not None
+        else RequestValidator(token).compute_signature(PUBLIC + path, params)
+    }
     return client.post(path, data=params, headers=headers, base_url="http://10.0.0.5:8000")
 
 
 def status_params(status: str, seq: int, **extra: str) -> dict[str, str]:
-    return {"CallSid": "CA" + "1" * 32, "AccountSid": "AC" + "0" * 32, "From": "+15005550006", "To": "+8613800138000", "CallStatus": status, "SequenceNumber": str(seq), "CallbackSource": "call-progress-events", **extra}
+    return {
+        "CallSid": "CA" + "1" * 32,
+        "AccountSid": "AC" + "0" * 32,
+        "From": "+15005550006",
+        "To": "+8613800138000",
+        "CallStatus": status,
+        "SequenceNumber": str(seq),
+        "CallbackSource": "call-progress-events",
+        **extra,
+    }
 
 
 def load(sessions: sessionmaker[Session], attempt_id: int) -> Attempt:
@@ -71,7 +108,12 @@ def events(sessions: sessionmaker[Session], kind: str) -> list[Event]:
         return list(session.scalars(select(Event).where(Event.kind == kind).order_by(Event.id)))
 
 
-def test_a_forged_or_missing_signature_is_refused_and_changes_nothing(client: FlaskClient, attempt: Attempt, sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture) -> None:
+def test_a_forged_or_missing_signature_is_refused_and_changes_nothing(
+    client: FlaskClient,
+    attempt: Attempt,
+    sessions: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     path = f"/twilio/call/{attempt.code}/status"
     params = status_params("completed", 5, CallDuration="30")
     assert signed_post(client, path, params, signature="").status_code == 403
@@ -79,36 +121,67 @@ def test_a_forged_or_missing_signature_is_refused_and_changes_nothing(client: Fl
     assert forged.status_code == 403
     assert forged.get_json()["error"]["field"] == "X-Twilio-Signature"
     tampered_signature = RequestValidator(TOKEN).compute_signature(PUBLIC + path, params)
-    tampered = client.post(path, data={**params, "CallStatus": "busy"}, headers={"X-Twilio-Signature": tampered_signature})
+    tampered = client.post(
+        path,
+        data={**params, "CallStatus": "busy"},
+        headers={"X-Twilio-Signature": tampered_signature},
+    )
     assert tampered.status_code == 403
     assert load(sessions, attempt.id).state == AttemptState.PLACED.value
     assert "+8613800138000" not in caplog.text
 
 
-def test_the_previous_auth_token_is_still_accepted_during_rotation(client: FlaskClient, attempt: Attempt) -> None:
+def test_the_previous_auth_token_is_still_accepted_during_rotation(
+    client: FlaskClient, attempt: Attempt
+) -> None:
     path = f"/twilio/call/{attempt.code}/status"
-    assert signed_post(client, path, status_params("ringing", 1), token=OLD_TOKEN).status_code == 200
-    assert signed_post(client, path, status_params("in-progress", 2), token=TOKEN).status_code == 200
+    assert (
+        signed_post(client, path, status_params("ringing", 1), token=OLD_TOKEN).status_code == 200
+    )
+    assert (
+        signed_post(client, path, status_params("in-progress", 2), token=TOKEN).status_code == 200
+    )
 
 
-def test_duplicates_and_late_callbacks_change_nothing(client: FlaskClient, attempt: Attempt, sessions: sessionmaker[Session]) -> None:
+def test_duplicates_and_late_callbacks_change_nothing(
+    client: FlaskClient, attempt: Attempt, sessions: sessionmaker[Session]
+) -> None:
     path = f"/twilio/call/{attempt.code}/status"
-    for params in (status_params("initiated", 0), status_params("in-progress", 2), status_params("completed", 3, CallDuration="42")):
+    for params in (
+        status_params("initiated", 0),
+        status_params("in-progress", 2),
+        status_params("completed", 3, CallDuration="42"),
+    ):
         assert signed_post(client, path, params).status_code == 200
     done = load(sessions, attempt.id)
-    assert (done.state, done.outcome, done.provider_status, done.duration_seconds) == ("finished", "answered", "completed", 42)
+    assert (done.state, done.outcome, done.provider_status, done.duration_seconds) == (
+        "finished",
+        "answered",
+        "completed",
+        42,
+    )
     raw_events = len(events(sessions, "call.status"))
     # A late "ringing" (seq 1) and a repeated "completed" arrive afterwards.
     assert signed_post(client, path, status_params("ringing", 1)).status_code == 200
-    assert signed_post(client, path, status_params("completed", 3, CallDuration="42")).status_code == 200
+    assert (
+        signed_post(client, path, status_params("completed", 3, CallDuration="42")).status_code
+        == 200
+    )
     after = load(sessions, attempt.id)
-    assert (after.state, after.outcome, after.provider_status, after.last_sequence) == ("finished", "answered", "completed", 3)
+    assert (after.state, after.outcome, after.provider_status, after.last_sequence) == (
+        "finished",
+        "answered",
+        "completed",
+        3,
+    )
     assert len(events(sessions, "call.status")) == raw_events
     stored = events(sessions, "call.status")[-1]
     assert stored.data["CallStatus"] == "completed"  # the raw event is on the timeline
 
 
-def test_out_of_order_answered_after_completed_is_ignored(client: FlaskClient, attempt: Attempt, sessions: sessionmaker[Session]) -> None:
+def test_out_of_order_answered_after_completed_is_ignored(
+    client: FlaskClient, attempt: Attempt, sessions: sessionmaker[Session]
+) -> None:
     path = f"/twilio/call/{attempt.code}/status"
     signed_post(client, path, status_params("no-answer", 3))
     signed_post(client, path, status_params("ringing", 1))
@@ -117,10 +190,26 @@ def test_out_of_order_answered_after_completed_is_ignored(client: FlaskClient, a
     assert (final.outcome, final.answered_at) == ("no_answer", None)
 
 
-def test_key_1_confirms_and_cancels_pending_robot_attempts(client: FlaskClient, attempt: Attempt, sessions: sessionmaker[Session]) -> None:
+def test_key_1_confirms_and_cancels_pending_robot_attempts(
+    client: FlaskClient, attempt: Attempt, sessions: sessionmaker[Session]
+) -> None:
     with sessions.begin() as session:
-        retry = Attempt(case_id=attempt.case_id, channel="call", purpose="retry", to_phone=attempt.to_phone, template="warning_call", due_at=utcnow() + timedelta(minutes=5))
-        sms = Attempt(case_id=attempt.case_id, channel="sms", purpose="warning", to_phone=attempt.to_phone, template="warning_sms", due_at=utcnow() + timedelta(minutes=1))
+        retry = Attempt(
+            case_id=attempt.case_id,
+            channel="call",
+            purpose="retry",
+            to_phone=attempt.to_phone,
+            template="warning_call",
+            due_at=utcnow() + timedelta(minutes=5),
+        )
+        sms = Attempt(
+            case_id=attempt.case_id,
+            channel="sms",
+            purpose="warning",
+            to_phone=attempt.to_phone,
+            template="warning_sms",
+            due_at=utcnow() + timedelta(minutes=1),
+        )
         session.add_all([retry, sms])
     path = f"/twilio/call/{attempt.code}/gather?round=1"
     response = signed_post(client, path, {"CallSid": "CA" + "1" * 32, "Digits": "1"})
@@ -135,12 +224,21 @@ def test_key_1_confirms_and_cancels_pending_robot_attempts(client: FlaskClient, 
 
 
 def test_twiml_plays_the_script_then_the_menu(client: FlaskClient, attempt: Attempt) -> None:
-    response = signed_post(client, f"/twilio/call/{attempt.code}/twiml?round=1", {"CallSid": "CA" + "1" * 32})
+    response = signed_post(
+        client, f"/twilio/call/{attempt.code}/twiml?round=1", {"CallSid": "CA" + "1" * 32}
+    )
     body = response.get_data(as_text=True)
     assert response.status_code == 200
-    assert body.index("<Gather") < body.index("<Say") < body.index("</Gather>") < body.index("<Redirect")
+    assert (
+        body.index("<Gather")
+        < body.index("<Say")
+        < body.index("</Gather>")
+        < body.index("<Redirect")
+    )
     assert f"{PUBLIC}/twilio/call/{attempt.code}/gather?round=1" in body
-    second = signed_post(client, f"/twilio/call/{attempt.code}/twiml?round=2", {"CallSid": "CA" + "1" * 32}).get_data(as_text=True)
+    second = signed_post(
+        client, f"/twilio/call/{attempt.code}/twiml?round=2", {"CallSid": "CA" + "1" * 32}
+    ).get_data(as_text=True)
     assert "<Redirect" not in second and "<Hangup" in second  # no key twice: goodbye
 
 

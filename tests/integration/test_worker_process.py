@@ -13,8 +13,19 @@ from robot.config import Settings
 
 
 def test_the_worker_stops_cleanly_on_sigterm(settings: Settings, tmp_path: Path) -> None:
-    env = {**os.environ, "ROBOT_DATABASE_URL": settings.database.url, "ROBOT_TWILIO_API_BASE_URL": "http://127.0.0.1:9", "ROBOT_WORKER_POLL_INTERVAL": "0.2"}
-    process = subprocess.Popen([sys.executable, "-m", "robot", "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
+    env = {
+        **os.environ,
+        "ROBOT_DATABASE_URL": settings.database.url,
+        "ROBOT_TWILIO_API_BASE_URL": "http://127.0.0.1:9",
+        "ROBOT_WORKER_POLL_INTERVAL": "0.2",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "robot", "worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
     try:
         deadline = time.monotonic() + 20
         output = b""

@@ -27,7 +27,11 @@ from robot.worker import Worker, build_provider
 @pytest.fixture
 def emulator(settings: Settings) -> Iterator[RunningEmulator]:
     running = start_emulator_in_thread(
-        EmulatorSettings(account_sid=settings.twilio.account_sid, auth_token=settings.twilio.auth_token, time_scale=200)
+        EmulatorSettings(
+            account_sid=settings.twilio.account_sid,
+            auth_token=settings.twilio.auth_token,
+            time_scale=200,
+        )
     )
     yield running
     running.stop()
@@ -40,7 +44,14 @@ def worker_settings(settings: Settings, emulator: RunningEmulator) -> Settings:
         # Callbacks go nowhere: this test is about placing, not outcomes.
         server=replace(settings.server, public_base_url="http://127.0.0.1:9"),
         twilio=replace(settings.twilio, api_base_url=emulator.base_url),
-        worker=replace(settings.worker, calls_per_second=0, sms_per_second=0, max_concurrent_calls=0, lease_seconds=1, batch_size=20),
+        worker=replace(
+            settings.worker,
+            calls_per_second=0,
+            sms_per_second=0,
+            max_concurrent_calls=0,
+            lease_seconds=1,
+            batch_size=20,
+        ),
     )
 
 
@@ -51,10 +62,26 @@ def backlog(sessions: sessionmaker[Session], count: int, channel: str = "sms") -
         ids = []
         for i in range(count):
             phone = f"+86138{i:08d}"
-            case = Case(source_id=source.id, phone=phone, open_key=phone, risk="high", fraud_type="fake_police", opened_at=now, updated_at=now, timezone="Asia/Shanghai")
+            case = Case(
+                source_id=source.id,
+                phone=phone,
+                open_key=phone,
+                risk="high",
+                fraud_type="fake_police",
+                opened_at=now,
+                updated_at=now,
+                timezone="Asia/Shanghai",
+            )
             session.add(case)
             session.flush()
-            attempt = Attempt(case_id=case.id, channel=channel, purpose="warning", to_phone=phone, template=f"warning_{channel}" if channel == "sms" else "warning_call", due_at=now - timedelta(seconds=1))
+            attempt = Attempt(
+                case_id=case.id,
+                channel=channel,
+                purpose="warning",
+                to_phone=phone,
+                template=f"warning_{channel}" if channel == "sms" else "warning_call",
+                due_at=now - timedelta(seconds=1),
+            )
             session.add(attempt)
             session.flush()
             ids.append(attempt.id)
@@ -63,14 +90,25 @@ def backlog(sessions: sessionmaker[Session], count: int, channel: str = "sms") -
 
 def created(emulator: RunningEmulator, kind: str) -> Counter[str]:
     records = requests.get(f"{emulator.base_url}/_emulator/requests", timeout=10).json()
-    return Counter(r["params"]["To"] for r in records if r["method"] == "POST" and r["path"].endswith(f"/{kind}.json"))
+    return Counter(
+        r["params"]["To"]
+        for r in records
+        if r["method"] == "POST" and r["path"].endswith(f"/{kind}.json")
+    )
 
 
-def test_four_workers_place_each_attempt_exactly_once(worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator) -> None:
+def test_four_workers_place_each_attempt_exactly_once(
+    worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator
+) -> None:
     ids = backlog(sessions, 120)
     # Leases long enough to cover placing a whole batch (the dead-worker tests use short ones).
-    worker_settings = replace(worker_settings, worker=replace(worker_settings.worker, lease_seconds=30))
-    workers = [Worker(worker_settings, sessions, build_provider(worker_settings), f"w{i}") for i in range(4)]
+    worker_settings = replace(
+        worker_settings, worker=replace(worker_settings.worker, lease_seconds=30)
+    )
+    workers = [
+        Worker(worker_settings, sessions, build_provider(worker_settings), f"w{i}")
+        for i in range(4)
+    ]
     barrier = threading.Barrier(4)
     placed = [0] * 4
 
@@ -97,7 +135,9 @@ def test_four_workers_place_each_attempt_exactly_once(worker_settings: Settings,
     assert len(claimers) > 1  # the work really was shared
 
 
-def test_a_worker_that_dies_after_claiming_leaves_nothing_stuck(worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator) -> None:
+def test_a_worker_that_dies_after_claiming_leaves_nothing_stuck(
+    worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator
+) -> None:
     ids = backlog(sessions, 5)
     doomed = Worker(worker_settings, sessions, build_provider(worker_settings), "doomed")
     claimed = doomed.dispatcher.claim("sms", 10, utcnow())
@@ -111,7 +151,9 @@ def test_a_worker_that_dies_after_claiming_leaves_nothing_stuck(worker_settings:
     assert set(created(emulator, "Messages").values()) == {1}
 
 
-def test_a_worker_that_dies_after_the_provider_took_the_call_does_not_call_twice(worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator) -> None:
+def test_a_worker_that_dies_after_the_provider_took_the_call_does_not_call_twice(
+    worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator
+) -> None:
     [attempt_id] = backlog(sessions, 1, channel="call")
     doomed = Worker(worker_settings, sessions, build_provider(worker_settings), "doomed")
     [claim] = doomed.dispatcher.claim("call", 1, utcnow())
@@ -120,7 +162,16 @@ def test_a_worker_that_dies_after_the_provider_took_the_call_does_not_call_twice
         assert attempt is not None
         urls = WebhookUrls(worker_settings.server.public_base_url)
         # The provider accepts the call; the worker dies before recording it.
-        receipt = doomed.provider.place_call(CallRequest(to=attempt.to_phone, from_="+15005550006", twiml_url=urls.call_twiml(attempt.code), status_callback=urls.call_status(attempt.code), amd_callback=None, ring_timeout=30))
+        receipt = doomed.provider.place_call(
+            CallRequest(
+                to=attempt.to_phone,
+                from_="+15005550006",
+                twiml_url=urls.call_twiml(attempt.code),
+                status_callback=urls.call_status(attempt.code),
+                amd_callback=None,
+                ring_timeout=30,
+            )
+        )
     doomed.close()
     time.sleep(worker_settings.worker.lease_seconds + 0.2)
     survivor = Worker(worker_settings, sessions, build_provider(worker_settings), "survivor")
@@ -134,10 +185,14 @@ def test_a_worker_that_dies_after_the_provider_took_the_call_does_not_call_twice
     del claim
 
 
-def test_attempts_whose_callbacks_never_came_are_reconciled(worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator) -> None:
+def test_attempts_whose_callbacks_never_came_are_reconciled(
+    worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator
+) -> None:
     # Callbacks go to a closed port, as when our webhooks were down: only a fetch can tell.
     [attempt_id] = backlog(sessions, 1, channel="sms")
-    worker_settings = replace(worker_settings, worker=replace(worker_settings.worker, reconcile_after_seconds=0))
+    worker_settings = replace(
+        worker_settings, worker=replace(worker_settings.worker, reconcile_after_seconds=0)
+    )
     worker = Worker(worker_settings, sessions, build_provider(worker_settings), "w1")
     assert worker.dispatcher.run_once() == 1
 
@@ -176,7 +231,9 @@ class TimesOutAfterCreating:
         return receipt
 
 
-def test_a_timeout_after_the_provider_took_the_call_does_not_call_twice(worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator) -> None:
+def test_a_timeout_after_the_provider_took_the_call_does_not_call_twice(
+    worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator
+) -> None:
     [attempt_id] = backlog(sessions, 1, channel="call")
     provider = TimesOutAfterCreating(build_provider(worker_settings))
     worker = Worker(worker_settings, sessions, provider, "w1")  # type: ignore[arg-type]

@@ -21,7 +21,9 @@ from robot.models import Case
         ("sms", 30005, True, True),  # unknown handset: the number does not exist
     ],
 )
-def test_it_blocks_only_what_the_error_rules_out(channel: str, code: int | None, sms_blocked: bool, calls_blocked: bool) -> None:
+def test_it_blocks_only_what_the_error_rules_out(
+    channel: str, code: int | None, sms_blocked: bool, calls_blocked: bool
+) -> None:
     case = Case(sms_blocked=False, calls_blocked=False)
     block_channels(case, channel, code)
     assert (case.sms_blocked, case.calls_blocked) == (sms_blocked, calls_blocked)

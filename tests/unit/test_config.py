@@ -51,8 +51,19 @@ def test_the_example_file_loads_and_documents_every_setting() -> None:
 def test_file_then_environment_then_secret_files(tmp_path: Path) -> None:
     secret = tmp_path / "token"
     secret.write_text("from-a-file\n")
-    path = write(tmp_path, '[twilio]\nauth_token = "from-toml"\nring_timeout = 20\n[policy.medium]\ncall_retries = 4\n')
-    settings = load_settings(path, environ={"ROBOT_TWILIO_RING_TIMEOUT": "25", "ROBOT_TWILIO_AUTH_TOKEN_FILE": str(secret), "ROBOT_TIME_SCALE": "60", "ROBOT_DATABASE_URL": "postgresql://db/x"})
+    path = write(
+        tmp_path,
+        '[twilio]\nauth_token = "from-toml"\nring_timeout = 20\n[policy.medium]\ncall_retries = 4\n',
+    )
+    settings = load_settings(
+        path,
+        environ={
+            "ROBOT_TWILIO_RING_TIMEOUT": "25",
+            "ROBOT_TWILIO_AUTH_TOKEN_FILE": str(secret),
+            "ROBOT_TIME_SCALE": "60",
+            "ROBOT_DATABASE_URL": "postgresql://db/x",
+        },
+    )
     assert settings.twilio.auth_token == "from-a-file"
     assert settings.twilio.ring_timeout == 25
     assert settings.time_scale == 60
@@ -75,15 +86,25 @@ def test_robot_config_names_the_file(tmp_path: Path) -> None:
         ("[voice]\nmode = 'shout'\n", {}, "voice.mode"),
         ("[intake]\ndefault_region = 'XX'\n", {}, "intake.default_region"),
         ("", {"ROBOT_WORKER_BATCH_SIZE": "lots"}, "worker.batch_size"),
-        ("", {"ROBOT_TWILIO_ANSWERING_MACHINE_DETECTION": "maybe"}, "twilio.answering_machine_detection"),
+        (
+            "",
+            {"ROBOT_TWILIO_ANSWERING_MACHINE_DETECTION": "maybe"},
+            "twilio.answering_machine_detection",
+        ),
         ("", {"ROBOT_NOT_A_SETTING": "1"}, "ROBOT_NOT_A_SETTING"),
-        ("", {"ROBOT_TWILIO_AUTH_TOKEN_FILE": "/nonexistent/secret"}, "ROBOT_TWILIO_AUTH_TOKEN_FILE"),
+        (
+            "",
+            {"ROBOT_TWILIO_AUTH_TOKEN_FILE": "/nonexistent/secret"},
+            "ROBOT_TWILIO_AUTH_TOKEN_FILE",
+        ),
         ("[database]\nurl = 'mysql://x'\n", {}, "database.url"),
         ("[policy.high]\nretry_every_minutes = 0\n", {}, "policy.high.retry_every_minutes"),
         ("[server]\npublic_base_url = 'robot.example.org'\n", {}, "server.public_base_url"),
     ],
 )
-def test_a_bad_value_stops_start_up_naming_the_key(tmp_path: Path, toml: str, env: dict[str, str], key: str) -> None:
+def test_a_bad_value_stops_start_up_naming_the_key(
+    tmp_path: Path, toml: str, env: dict[str, str], key: str
+) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_settings(write(tmp_path, toml), environ=env)
 

@@ -675,10 +675,20 @@ def test_a_reply_or_a_closing_at_any_moment_stops_the_robot(
 def test_it_stops_robot_retries_once_the_person_pressed_2_or_3() -> None:
     # People have the case now: more robot calls would only get in their way.
     for digits in ("2", "3"):
-        call = attempt(1, Channel.CALL, Purpose.WARNING, T0, AttemptState.FINISHED, Outcome.ANSWERED, digits)
+        call = attempt(
+            1, Channel.CALL, Purpose.WARNING, T0, AttemptState.FINISHED, Outcome.ANSWERED, digits
+        )
         later = T0 + timedelta(minutes=30)
         decision = decide(new_case(Risk.HIGH), [call], later, PolicySettings())
-        assert not [a for a in decision.actions if isinstance(a, ScheduleAttempt) and a.purpose is Purpose.RETRY]
+        assert not [
+            a
+            for a in decision.actions
+            if isinstance(a, ScheduleAttempt) and a.purpose is Purpose.RETRY
+        ]
         unanswered = replace(call, outcome=Outcome.NO_ANSWER, digits=None)
         retried = decide(new_case(Risk.HIGH), [unanswered], later, PolicySettings())
-        assert [a for a in retried.actions if isinstance(a, ScheduleAttempt) and a.purpose is Purpose.RETRY]
+        assert [
+            a
+            for a in retried.actions
+            if isinstance(a, ScheduleAttempt) and a.purpose is Purpose.RETRY
+        ]

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 1aa0a5843f96
+Revision ID: dd178787b49a
 Revises: 
-Create Date: 2026-11-21 19:41:13.549263
+Create Date: 2026-11-21 20:57:19.740834
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 import robot.models
 
 
-revision = '1aa0a5843f96'
+revision = 'dd178787b49a'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -221,6 +221,7 @@ def upgrade() -> None:
     with op.batch_alter_table('attempts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_attempts_case_id'), ['case_id'], unique=False)
         batch_op.create_index('ix_attempts_due', ['state', 'due_at'], unique=False)
+        batch_op.create_index('ix_attempts_pending_command', ['pending_command'], unique=False, sqlite_where=sa.text('pending_command IS NOT NULL'), postgresql_where=sa.text('pending_command IS NOT NULL'))
         batch_op.create_index(batch_op.f('ix_attempts_to_phone'), ['to_phone'], unique=False)
 
     op.create_table('events',
@@ -249,6 +250,7 @@ def downgrade() -> None:
     op.drop_table('events')
     with op.batch_alter_table('attempts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_attempts_to_phone'))
+        batch_op.drop_index('ix_attempts_pending_command', sqlite_where=sa.text('pending_command IS NOT NULL'), postgresql_where=sa.text('pending_command IS NOT NULL'))
         batch_op.drop_index('ix_attempts_due')
         batch_op.drop_index(batch_op.f('ix_attempts_case_id'))
 
