@@ -231,13 +231,12 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
 
 
 def _register_subcommands() -> None:
-    """Command groups owned by other subsystems."""
-    for module, name in (("robot.voice.cli", "voice"), ("robot.dashboard.cli", "staff")):
-        try:
-            imported = __import__(module, fromlist=[name])
-        except ModuleNotFoundError:
-            continue
-        main.add_command(getattr(imported, name))
+    """Command groups owned by their subsystems: `robot voice ...` and `robot staff ...`."""
+    from robot.dashboard.cli import staff
+    from robot.voice.cli import voice
+
+    main.add_command(voice)
+    main.add_command(staff)
 
 
 _register_subcommands()
