@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,8 +23,9 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
+def is_postgres(bind: Engine | Connection | None) -> bool:
+    """PostgreSQL gets row locks (FOR UPDATE, SKIP LOCKED); SQLite serialises writers anyway."""
+    return bind is not None and bind.dialect.name == "postgresql"
 
 
 def create_db_engine(settings: DatabaseSettings) -> Engine:

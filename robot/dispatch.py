@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from robot import casework
 from robot.config import Settings
-from robot.db import read_session
+from robot.db import is_postgres, read_session
 from robot.models import (
     Attempt,
     AttemptState,
@@ -72,7 +72,7 @@ class Dispatcher:
             {"call": settings.worker.calls_per_second, "sms": settings.worker.sms_per_second},
         )
         self.pacer.ensure_rows()
-        self._postgres = sessions.kw["bind"].dialect.name == "postgresql"
+        self._postgres = is_postgres(sessions.kw["bind"])
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="place")
         self._strikes = False
 

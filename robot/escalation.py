@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from robot import casework
 from robot.config import Settings
-from robot.db import read_session
+from robot.db import is_postgres, read_session
 from robot.models import (
     Attempt,
     AttemptState,
@@ -131,7 +131,7 @@ def review_due(
     sessions: sessionmaker[Session], settings: Settings, now: datetime, limit: int = 100
 ) -> int:
     """Review every case whose next_review_at has come; one transaction per case."""
-    postgres = sessions.kw["bind"].dialect.name == "postgresql"
+    postgres = is_postgres(sessions.kw["bind"])
     with read_session(sessions) as session:
         ids = session.scalars(
             select(Case.id)

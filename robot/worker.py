@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from robot import escalation, feedback
 from robot.config import Settings
-from robot.db import create_db_engine, create_session_factory, read_session
+from robot.db import create_db_engine, create_session_factory, is_postgres, read_session
 from robot.dispatch import Dispatcher
 from robot.models import Attempt, AttemptState, Case, Channel, utcnow
 from robot.providers import Provider, ProviderError
@@ -82,7 +82,7 @@ class Worker:
     def run_commands(self) -> int:
         """Leave voicemails on calls a machine answered (the webhook only flagged them)."""
         with self.sessions.begin() as session:
-            postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+            postgres = is_postgres(session.get_bind())
             # The partial index ix_attempts_pending_command makes this a lookup, not a scan.
             query = select(
                 Attempt.id, Attempt.pending_command, Attempt.provider_sid, Attempt.case_id

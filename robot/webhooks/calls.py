@@ -59,9 +59,13 @@ def attempt_for(code: str) -> Iterator[CallContext | None]:
         assert case is not None
         contact = session.get(Contact, attempt.contact_id) if attempt.contact_id else None
         yield CallContext(session, attempt, case, contact)
-        if case.next_review_at is not None:
+        # Wake the worker only when this request left the case due for a review (touch());
+        # a future review time set earlier by the policy needs no wake-up.
+        wake = case.next_review_at is not None and case.next_review_at <= utcnow()
+        if wake:
             svc.waker.in_transaction(session)
-    svc.waker.after_commit()
+    if wake:
+        svc.waker.after_commit()
 
 
 def _content() -> Content:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 from robot import casework, feedback
 from robot.config import Settings
 from robot.models import Case, IncomingWarning, OutboxMessage, utcnow
-from robot.sources import add_source, body_signature
+from robot.sources import NewSource, add_source, body_signature
 
 
 class Receiver:
@@ -47,6 +47,31 @@ class Receiver:
         self.server.server_close()
 
 
+def fed_case(session: Session, url: str, external_id: str, now: datetime) -> tuple[NewSource, Case]:
+    """An open case fed by one warning from a source whose callback is ``url``."""
+    created = add_source(session, "bank", url)
+    case = Case(
+        source_id=created.source.id,
+        phone="+8613800138000",
+        open_key="+8613800138000",
+        risk="high",
+        fraud_type="romance",
+        opened_at=now,
+        updated_at=now,
+    )
+    session.add(case)
+    session.flush()
+    warning = IncomingWarning(
+        source_id=created.source.id,
+        external_id=external_id,
+        case_id=case.id,
+        payload={},
+        received_at=now,
+    )
+    session.add(warning)
+    return created, case
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     running = Receiver(failures=2)
@@ -59,27 +84,7 @@ def test_feedback_is_signed_retried_until_acknowledged_and_delivered_once(
 ) -> None:
     now = utcnow()
     with sessions.begin() as session:
-        created = add_source(session, "bank", receiver.url)
-        case = Case(
-            source_id=created.source.id,
-            phone="+8613800138000",
-            open_key="+8613800138000",
-            risk="high",
-            fraud_type="romance",
-            opened_at=now,
-            updated_at=now,
-        )
-        session.add(case)
-        session.flush()
-        session.add(
-            IncomingWarning(
-                source_id=created.source.id,
-                external_id="ext-7",
-                case_id=case.id,
-                payload={},
-                received_at=now,
-            )
-        )
+        created, case = fed_case(session, receiver.url, "ext-7", now)
         casework.escalate(session, case, "no answer", "robot", now)
     secret = created.signing_secret
     assert secret
@@ -121,26 +126,7 @@ def test_backoff_waits_before_the_next_try(
 ) -> None:
     now = utcnow()
     with sessions.begin() as session:
-        created = add_source(session, "bank", receiver.url)
-        case = Case(
-            source_id=created.source.id,
-            phone="+8613800138001",
-            risk="high",
-            fraud_type="romance",
-            opened_at=now,
-            updated_at=now,
-        )
-        session.add(case)
-        session.flush()
-        session.add(
-            IncomingWarning(
-                source_id=created.source.id,
-                external_id="x",
-                case_id=case.id,
-                payload={},
-                received_at=now,
-            )
-        )
+        _, case = fed_case(session, receiver.url, "x", now)
         casework.confirm(session, case, "person", "call", now)
     http = requests.Session()
     feedback.deliver_due(sessions, settings.feedback, "w1", now, http)
