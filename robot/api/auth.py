@@ -5,20 +5,21 @@ from __future__ import annotations
 import time
 
 from flask import request
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from robot.api.errors import ApiError
 from robot.sources import Caller, find_by_key, verify_body_signature
 
 
-def authenticate(session: Session) -> Caller:
+def authenticate(db: Session | Connection) -> Caller:
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     if not header:
         raise ApiError(401, "unauthorized", "missing API key", field="Authorization")
     if scheme.lower() != "bearer" or not key.strip():
         raise ApiError(401, "unauthorized", "expected 'Bearer <API key>'", field="Authorization")
-    source = find_by_key(session, key.strip())
+    source = find_by_key(db, key.strip())
     if source is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key", field="Authorization")
     return source

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from robot.api.auth import authenticate, check_signature
 from robot.api.errors import ApiError
 from robot.app import services
-from robot.db import read_session
-from robot.intake.service import Accepted, Status, accept_warnings
-from robot.intake.validation import FieldError, validate_warning
+from robot.db import read_connection
+from robot.intake.service import Accepted, Status, accept_each, accept_warnings
+from robot.intake.validation import FieldError, WarningInput, validate_warning
 from robot.models import utcnow
+from robot.sources import Caller
 
 bp = Blueprint("intake", __name__)
 
@@ -24,8 +29,8 @@ _HTTP_STATUS = {Status.CREATED: 202, Status.MERGED: 202, Status.DUPLICATE: 200}
 def post_warnings() -> Response:
     svc = services()
     settings = svc.settings
-    with read_session(svc.sessions) as session:
-        source = authenticate(session)
+    with read_connection(svc.engine) as conn:
+        source = authenticate(conn)
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send application/json", field="Content-Type")
     body = request.get_data(cache=False)
@@ -35,22 +40,40 @@ def post_warnings() -> Response:
 
     now = utcnow()
     checked = [validate_warning(item, settings.intake.default_region, now) for item in items]
-    results: list[dict[str, Any]] = []
     valid = [item for item in checked if not isinstance(item, list)]
+    try:
+        outcomes = _store(source, valid, now, accept_warnings)
+    except IntegrityError:
+        # A concurrent request won a race for a row: again, one warning at a time.
+        outcomes = _store(source, valid, now, accept_each)
+    results: list[dict[str, Any]] = []
+    accepted = iter(outcomes)
+    for index, item in enumerate(checked):
+        if isinstance(item, list):
+            results.append(_rejected(item, index if batch else None))
+        else:
+            results.append(_result(next(accepted), index if batch else None))
+    return _respond(results, batch)
+
+
+Store = Callable[[Session, Caller, Sequence[WarningInput], datetime], list[Accepted]]
+
+
+def _store(
+    source: Caller, valid: list[WarningInput], now: datetime, store: Store
+) -> list[Accepted]:
+    """Store the valid warnings in one transaction and wake the worker if any is new work."""
+    if not valid:
+        return []
+    svc = services()
     with svc.sessions.begin() as session:
-        # All valid warnings at once (one INSERT per table); results in the request's order.
-        outcomes = iter(accept_warnings(session, source, valid, now))
-        for index, item in enumerate(checked):
-            if isinstance(item, list):
-                results.append(_rejected(item, index if batch else None))
-            else:
-                results.append(_result(next(outcomes), index if batch else None))
-        accepted_any = any(r["status"] in ("created", "merged") for r in results)
+        outcomes = store(session, source, valid, now)
+        accepted_any = any(o.status in (Status.CREATED, Status.MERGED) for o in outcomes)
         if accepted_any:
             svc.waker.in_transaction(session)
     if accepted_any:
         svc.waker.after_commit()
-    return _respond(results, batch)
+    return outcomes
 
 
 def _parse(body: bytes) -> Any:

@@ -6,7 +6,6 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 
 from flask import Blueprint, Response, request
 from sqlalchemy import select
@@ -21,6 +20,7 @@ from robot.telephony.urls import WebhookUrls
 from robot.timeline import record
 from robot.webhooks.outcomes import apply_call_status
 from robot.webhooks.security import twilio_signed
+from robot.webhooks.status import apply_status
 
 log = logging.getLogger(__name__)
 bp = Blueprint("twilio_calls", __name__)
@@ -269,32 +269,11 @@ def call_dial(code: str) -> Response:
         return twiml(Document().speak(_content().speech("goodbye", ctx.case)).hangup())
 
 
-def record_callback(ctx: CallContext, kind: str, now: datetime) -> bool:
-    """Keep the raw callback on the timeline; True when it finished the attempt."""
-    attempt = ctx.attempt
-    record(
-        ctx.session, ctx.case.id, kind, PROVIDER, dict(request.form), attempt_id=attempt.id, at=now
-    )
-    if attempt.outcome is None:
-        return False
-    data = {"channel": attempt.channel, "outcome": attempt.outcome}
-    record(
-        ctx.session, ctx.case.id, "attempt.finished", PROVIDER, data, attempt_id=attempt.id, at=now
-    )
-    casework.touch(ctx.case, now)  # the worker applies the policy next
-    return True
-
-
 @bp.post("/twilio/call/<code>/status")
 @twilio_signed
 def call_status(code: str) -> Response:
-    with attempt_for(code) as ctx:
-        if ctx is None:
-            return empty()
-        now = utcnow()
-        if apply_call_status(ctx.attempt, request.form, now):
-            record_callback(ctx, "call.status", now)
-        return empty()
+    apply_status(code, request.form, apply_call_status, "call.status")
+    return empty()
 
 
 @bp.post("/twilio/call/<code>/amd")

@@ -19,13 +19,12 @@ from robot.webhooks.calls import (
     PROVIDER,
     _content,
     _urls,
-    attempt_for,
     empty,
-    record_callback,
     twiml,
 )
 from robot.webhooks.outcomes import apply_sms_status
 from robot.webhooks.security import twilio_signed
+from robot.webhooks.status import Applied, apply_status
 
 bp = Blueprint("twilio_messages", __name__)
 
@@ -41,19 +40,21 @@ PERMANENT_SMS_CODES = {"30005", "30006", "21610", "21614", "30004"}
 @bp.post("/twilio/sms/<code>/status")
 @twilio_signed
 def sms_status(code: str) -> Response:
-    with attempt_for(code) as ctx:
-        if ctx is None:
-            return empty()
-        now = utcnow()
-        if apply_sms_status(ctx.attempt, request.form, now) and record_callback(
-            ctx, "sms.status", now
-        ):
-            code_ = ctx.attempt.error_code
-            if code_ in PERMANENT_SMS_CODES and ctx.attempt.to_phone == ctx.case.phone:
-                blocked = block_channels(ctx.case, Channel.SMS.value, int(code_))
-                data = {"channels": blocked, "code": code_}
-                record(ctx.session, ctx.case.id, "channel.blocked", PROVIDER, data, at=now)
-        return empty()
+    apply_status(code, request.form, apply_sms_status, "sms.status", _block_if_permanent)
+    return empty()
+
+
+def _block_if_permanent(applied: Applied) -> None:
+    """A text that can never be delivered to the person's own number: stop texting them."""
+    attempt, session = applied.attempt, applied.session
+    code = attempt.error_code
+    if code not in PERMANENT_SMS_CODES or attempt.to_phone != applied.case_phone:
+        return
+    case = session.get(Case, attempt.case_id, with_for_update=True)
+    assert case is not None
+    blocked = block_channels(case, Channel.SMS.value, int(code))
+    data = {"channels": blocked, "code": code}
+    record(session, case.id, "channel.blocked", PROVIDER, data, at=applied.now)
 
 
 def _case_for(session: Session, number: str) -> Case | None:

@@ -4,8 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Protocol
 
-from robot.models import Attempt, AttemptState, Outcome
+from robot.models import AttemptState, Outcome
+
+
+class Trackable(Protocol):
+    """What the rules read and change on an attempt: the ORM row, or a plain copy of it
+    (robot.webhooks.status applies callbacks without loading ORM objects)."""
+
+    purpose: str
+    state: str
+    provider_sid: str | None
+    provider_status: str | None
+    last_sequence: int
+    outcome: str | None
+    answered_by: str | None
+    answered_at: datetime | None
+    digits: str | None
+    error_code: str | None
+    duration_seconds: int | None
+    finished_at: datetime | None
+    lease_until: datetime | None
+
 
 CALL_TERMINAL = {"completed", "busy", "failed", "no-answer", "canceled"}
 SMS_RANK = {
@@ -29,11 +50,11 @@ _FINAL_STATES = {
 }
 
 
-def is_final(attempt: Attempt) -> bool:
+def is_final(attempt: Trackable) -> bool:
     return attempt.state in _FINAL_STATES
 
 
-def apply_call_status(attempt: Attempt, params: Mapping[str, str], now: datetime) -> bool:
+def apply_call_status(attempt: Trackable, params: Mapping[str, str], now: datetime) -> bool:
     """Update the attempt from a status callback; False if it changes nothing (stale or repeat)."""
     if is_final(attempt):
         return False  # a late "ringing" never undoes "completed"
@@ -60,7 +81,7 @@ def apply_call_status(attempt: Attempt, params: Mapping[str, str], now: datetime
     return True
 
 
-def call_outcome(attempt: Attempt, status: str) -> Outcome:
+def call_outcome(attempt: Trackable, status: str) -> Outcome:
     # Key 1 confirms a warning; on a follow-up it only means "all is well".
     warning = attempt.purpose in ("warning", "retry")
     if warning and attempt.digits and "1" in attempt.digits:
@@ -80,7 +101,7 @@ def call_outcome(attempt: Attempt, status: str) -> Outcome:
     }.get(status, Outcome.FAILED)
 
 
-def apply_sms_status(attempt: Attempt, params: Mapping[str, str], now: datetime) -> bool:
+def apply_sms_status(attempt: Trackable, params: Mapping[str, str], now: datetime) -> bool:
     if is_final(attempt):
         return False
     status = params.get("MessageStatus") or params.get("SmsStatus") or ""
@@ -98,7 +119,7 @@ def apply_sms_status(attempt: Attempt, params: Mapping[str, str], now: datetime)
     return True
 
 
-def finish(attempt: Attempt, outcome: Outcome, now: datetime) -> None:
+def finish(attempt: Trackable, outcome: Outcome, now: datetime) -> None:
     attempt.outcome = outcome.value
     attempt.state = AttemptState.FINISHED.value
     attempt.finished_at = now

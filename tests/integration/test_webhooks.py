@@ -246,3 +246,85 @@ def test_unknown_codes_get_an_empty_answer(client: FlaskClient) -> None:
     response = signed_post(client, "/twilio/call/nope/status", status_params("completed", 1))
     assert response.status_code == 200
     assert "<Response" in response.get_data(as_text=True)
+
+
+def test_a_finishing_callback_marks_the_case_for_review_and_a_progress_one_does_not(
+    client: FlaskClient, attempt: Attempt, sessions: sessionmaker[Session]
+) -> None:
+    def case_now() -> Case:
+        with sessions() as session:
+            found = session.get(Case, attempt.case_id)
+            assert found is not None
+            return found
+
+    before = case_now()
+    path = f"/twilio/call/{attempt.code}/status"
+    signed_post(client, path, status_params("ringing", 1))
+    assert case_now().version == before.version  # progress: the case is not touched
+    signed_post(client, path, status_params("busy", 2, SipResponseCode="486"))
+    after = case_now()
+    assert after.version == before.version + 1
+    assert after.next_review_at is not None and after.next_review_at >= after.updated_at
+    done = load(sessions, attempt.id)
+    assert (done.state, done.outcome, done.error_code, done.lease_until) == (
+        "finished",
+        "busy",
+        "486",
+        None,
+    )
+    kinds = [e.kind for e in events(sessions, "call.status") + events(sessions, "attempt.finished")]
+    assert kinds == ["call.status", "call.status", "attempt.finished"]
+    finished = events(sessions, "attempt.finished")[0]
+    assert (finished.attempt_id, finished.data) == (
+        attempt.id,
+        {"channel": "call", "outcome": "busy"},
+    )
+
+
+def _sms_attempt(sessions: sessionmaker[Session], case_id: int, to: str) -> Attempt:
+    with sessions.begin() as session:
+        sms = Attempt(
+            case_id=case_id,
+            channel="sms",
+            purpose="warning",
+            to_phone=to,
+            template="warning_sms",
+            due_at=utcnow(),
+            state=AttemptState.PLACED.value,
+            provider_sid="SM" + to[-4:] * 8,
+        )
+        session.add(sms)
+        session.flush()
+        session.expunge(sms)
+    return sms
+
+
+@pytest.mark.parametrize(
+    ("to", "error", "blocked"),
+    [
+        ("+8613800138000", "30006", ["sms"]),  # a landline: no texts, calls still go
+        ("+8613800138000", "30005", ["sms", "call"]),  # no such number: nothing can reach it
+        ("+8613800138000", "30003", []),  # unreachable for now: texts may still arrive
+        ("+8613900139000", "30006", []),  # a relative's number: the person's own is fine
+    ],
+)
+def test_an_undeliverable_text_blocks_sms_only_when_it_is_permanent_and_the_persons(
+    client: FlaskClient,
+    attempt: Attempt,
+    sessions: sessionmaker[Session],
+    to: str,
+    error: str,
+    blocked: list[str],
+) -> None:
+    sms = _sms_attempt(sessions, attempt.case_id, to)
+    path = f"/twilio/sms/{sms.code}/status"
+    params = {"MessageSid": sms.provider_sid or "", "MessageStatus": "undelivered"}
+    assert signed_post(client, path, {**params, "ErrorCode": error}).status_code == 200
+    done = load(sessions, sms.id)
+    assert (done.outcome, done.error_code) == ("undelivered", error)
+    with sessions() as session:
+        case = session.get(Case, attempt.case_id)
+        assert case is not None
+        assert (case.sms_blocked, case.calls_blocked) == ("sms" in blocked, "call" in blocked)
+    stops = events(sessions, "channel.blocked")
+    assert [e.data for e in stops] == ([{"channels": blocked, "code": error}] if blocked else [])
