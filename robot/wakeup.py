@@ -14,11 +14,12 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 CHANNEL = "robot_wake"
+_NOTIFY = text("SELECT pg_notify(:channel, '')")
 
 
 def socket_path(engine: Engine) -> Path:
@@ -35,10 +36,10 @@ class Waker:
         self._postgres = engine.dialect.name == "postgresql"
         self._path = None if self._postgres else str(socket_path(engine))
 
-    def in_transaction(self, session: Session) -> None:
+    def in_transaction(self, db: Session | Connection) -> None:
         """Wake workers when this session commits (PostgreSQL), else right away."""
         if self._postgres:
-            session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+            db.execute(_NOTIFY, {"channel": CHANNEL})
 
     def after_commit(self) -> None:
         if self._path is None:

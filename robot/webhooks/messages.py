@@ -46,15 +46,17 @@ def sms_status(code: str) -> Response:
 
 def _block_if_permanent(applied: Applied) -> None:
     """A text that can never be delivered to the person's own number: stop texting them."""
-    attempt, session = applied.attempt, applied.session
+    attempt = applied.attempt
     code = attempt.error_code
     if code not in PERMANENT_SMS_CODES or attempt.to_phone != applied.case_phone:
         return
-    case = session.get(Case, attempt.case_id, with_for_update=True)
-    assert case is not None
-    blocked = block_channels(case, Channel.SMS.value, int(code))
-    data = {"channels": blocked, "code": code}
-    record(session, case.id, "channel.blocked", PROVIDER, data, at=applied.now)
+    with Session(bind=applied.conn) as session:  # joins the callback's transaction
+        case = session.get(Case, attempt.case_id, with_for_update=True)
+        assert case is not None
+        blocked = block_channels(case, Channel.SMS.value, int(code))
+        data = {"channels": blocked, "code": code}
+        record(session, case.id, "channel.blocked", PROVIDER, data, at=applied.now)
+        session.flush()
 
 
 def _case_for(session: Session, number: str) -> Case | None:

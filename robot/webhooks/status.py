@@ -15,8 +15,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Update, bindparam, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Update, bindparam, insert, select, update
 
 from robot.app import services
 from robot.db import is_postgres
@@ -61,7 +60,8 @@ class Applied:
 
     attempt: AttemptRow
     case_phone: str
-    session: Session
+    #: The callback's transaction: a Session(bind=conn) joins it for ORM work.
+    conn: Connection
     now: datetime
 
 
@@ -109,8 +109,9 @@ def apply_status(
     """Apply one status callback for the attempt ``code`` in one transaction."""
     svc = services()
     wake = False
-    with svc.sessions.begin() as session:
-        conn = session.connection()
+    # A bare connection, not a Session: the Session's own bookkeeping costs as much as the
+    # statements here. Callers that need the ORM join this transaction (see Applied.conn).
+    with svc.engine.begin() as conn:
         read = _READ_LOCKED if is_postgres(conn) else _READ
         row = conn.execute(read, {"code": code}).first()
         if row is None:
@@ -138,11 +139,11 @@ def apply_status(
             next_review_at = now
         conn.execute(_ADD_EVENTS, events)
         if attempt.outcome is not None and on_finished is not None:
-            on_finished(Applied(attempt, case_phone, session, now))
+            on_finished(Applied(attempt, case_phone, conn, now))
         # Wake the worker only when the case is due for a review now.
         wake = next_review_at is not None and next_review_at <= now
         if wake:
-            svc.waker.in_transaction(session)
+            svc.waker.in_transaction(conn)
     if wake:
         svc.waker.after_commit()
 
