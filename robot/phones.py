@@ -44,7 +44,8 @@ def parse_number(text: str, default_region: str) -> ParsedNumber:
     kind = phonenumbers.number_type(number)
     if kind == PhoneNumberType.UNKNOWN:
         raise InvalidNumber("is not a valid phone number")
-    if phonenumbers.is_number_type_geographical(kind, number.country_code):
+    country_code = number.country_code or 0  # always set on a parsed number
+    if phonenumbers.is_number_type_geographical(kind, country_code):
         zones = number_timezones.time_zones_for_geographical_number(number)
     else:
         zones = number_timezones.time_zones_for_number(number)  # country-wide: rare, cheap
