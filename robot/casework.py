@@ -286,22 +286,22 @@ def schedule_attempt(
     )
     session.add(attempt)
     session.flush()
-    record(
-        session,
-        case.id,
-        "attempt.scheduled",
-        actor,
-        {
-            "channel": channel,
-            "purpose": purpose,
-            "template": template,
-            "due_at": due_at.isoformat(),
-            "reason": reason,
-        },
-        attempt_id=attempt.id,
-        at=now,
-    )
+    data = scheduled_event_data(channel, purpose, template, due_at, reason)
+    record(session, case.id, "attempt.scheduled", actor, data, attempt_id=attempt.id, at=now)
     return attempt
+
+
+def scheduled_event_data(
+    channel: str, purpose: str, template: str, due_at: datetime, reason: str
+) -> dict[str, Any]:
+    """The ``attempt.scheduled`` event's data (also written without the ORM by the worker)."""
+    return {
+        "channel": channel,
+        "purpose": purpose,
+        "template": template,
+        "due_at": due_at.isoformat(),
+        "reason": reason,
+    }
 
 
 def record_disposition(

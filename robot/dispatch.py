@@ -13,13 +13,29 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session, sessionmaker
 
 from robot import casework
 from robot.config import Settings
-from robot.db import is_postgres, read_session
+from robot.db import READ_ONLY_OPTION, is_postgres
 from robot.models import (
     Attempt,
     AttemptState,
@@ -27,6 +43,7 @@ from robot.models import (
     CaseState,
     Channel,
     Contact,
+    Event,
     Outcome,
     PacingState,
     utcnow,
@@ -51,6 +68,142 @@ class Claimed:
     reclaimed: bool
 
 
+# --- statements of the placing path ------------------------------------------------------------
+#
+# Placing runs once per attempt, so its statements are built once, here, and executed on a plain
+# connection: building an ORM UPDATE and flushing an Event through a Session cost ~2 ms of Python
+# per attempt, several times the database work (profile in docs/performance.md).
+
+_ATTEMPTS = cast(Table, Attempt.__table__)
+_CASES = cast(Table, Case.__table__)
+_CONTACTS = cast(Table, Contact.__table__)
+_EVENTS = cast(Table, Event.__table__)
+
+#: The attempt's columns that placing needs.
+_ATTEMPT_COLUMNS = (
+    "id", "case_id", "contact_id", "channel", "purpose", "to_phone", "template", "code",
+    "claimed_by", "first_claimed_at",
+)  # fmt: skip
+#: (attribute, column) of every mapped column: a detached Case or Contact for the SMS text.
+_CASE_ATTRS = [(prop.key, prop.columns[0]) for prop in Case.__mapper__.column_attrs]
+_CONTACT_ATTRS = [(prop.key, prop.columns[0]) for prop in Contact.__mapper__.column_attrs]
+#: What the stale check reads of the case.
+_CASE_CHECK = ("drill", "confirmed_at", "state", "sms_blocked", "calls_blocked", "phone")
+
+#: The attempt, its case and its contact (if any) in one query.
+_LOAD = (
+    select(
+        *(_ATTEMPTS.c[name] for name in _ATTEMPT_COLUMNS),
+        *(column.label(f"case__{key}") for key, column in _CASE_ATTRS),
+        *(column.label(f"contact__{key}") for key, column in _CONTACT_ATTRS),
+    )
+    .select_from(
+        _ATTEMPTS.join(_CASES, _CASES.c.id == _ATTEMPTS.c.case_id).outerjoin(
+            _CONTACTS, _CONTACTS.c.id == _ATTEMPTS.c.contact_id
+        )
+    )
+    .where(_ATTEMPTS.c.id == bindparam("id"))
+)
+_LOAD_CASE_CHECK = select(*(_CASES.c[name] for name in _CASE_CHECK)).where(
+    _CASES.c.id == bindparam("id")
+)
+
+_claimed_now = _ATTEMPTS.c.state == AttemptState.CLAIMED.value
+#: Placed, in one statement: the state only if the attempt is still claimed (a fast callback
+#: may already have finished it), the receipt only where no callback filled it in first. SET
+#: expressions all read the row as it was, so the CASEs see the old state.
+_MARK_PLACED = (
+    update(_ATTEMPTS)
+    .where(_ATTEMPTS.c.id == bindparam("attempt_id"))
+    .values(
+        state=sql_case((_claimed_now, AttemptState.PLACED.value), else_=_ATTEMPTS.c.state),
+        lease_until=sql_case((_claimed_now, None), else_=_ATTEMPTS.c.lease_until),
+        provider_sid=func.coalesce(_ATTEMPTS.c.provider_sid, bindparam("sid")),
+        provider_status=func.coalesce(_ATTEMPTS.c.provider_status, bindparam("status")),
+        placed_at=func.coalesce(
+            _ATTEMPTS.c.placed_at, bindparam("at", type_=_ATTEMPTS.c.placed_at.type)
+        ),
+    )
+)
+_INSERT_EVENT = insert(_EVENTS)
+
+# --- statements of the claiming path -----------------------------------------------------------
+
+_CHANNELS = (Channel.SMS.value, Channel.CALL.value)
+_now = bindparam("now", type_=_ATTEMPTS.c.due_at.type)
+
+
+def _due(channel: Any) -> ColumnElement[bool]:
+    """Attempts of ``channel`` a worker may claim at ``:now``."""
+    return and_(
+        _ATTEMPTS.c.channel == channel,
+        or_(
+            and_(_ATTEMPTS.c.state == AttemptState.SCHEDULED.value, _ATTEMPTS.c.due_at <= _now),
+            # A claim whose worker died: its lease ran out.
+            and_(_ATTEMPTS.c.state == AttemptState.CLAIMED.value, _ATTEMPTS.c.lease_until < _now),
+        ),
+    )
+
+
+_CLAIM_CANDIDATES = (
+    select(_ATTEMPTS.c.id, _ATTEMPTS.c.state, _ATTEMPTS.c.first_claimed_at)
+    .where(_due(bindparam("b_channel")))
+    .order_by(_ATTEMPTS.c.due_at)
+    .limit(bindparam("limit"))
+)
+_CLAIM_CANDIDATES_LOCKED = _CLAIM_CANDIDATES.with_for_update(skip_locked=True)
+_CLAIM = (
+    update(_ATTEMPTS)
+    .where(_ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)), _due(bindparam("b_channel")))
+    .values(
+        state=AttemptState.CLAIMED.value,
+        claimed_by=bindparam("worker"),
+        lease_until=bindparam("lease", type_=_ATTEMPTS.c.lease_until.type),
+        first_claimed_at=func.coalesce(_ATTEMPTS.c.first_claimed_at, _now),
+    )
+    .returning(_ATTEMPTS.c.id)
+)
+#: Is anything due, per channel (a read, before taking the write lock to claim).
+_ANY_DUE = select(*(exists().where(_due(channel)).label(channel) for channel in _CHANNELS))
+_LOCK_CALL_PACING = (
+    select(PacingState.__table__.c.channel)
+    .where(PacingState.__table__.c.channel == Channel.CALL.value)
+    .with_for_update()
+)
+_BUSY_CALLS = (
+    select(func.count())
+    .select_from(_ATTEMPTS)
+    .where(
+        _ATTEMPTS.c.channel == Channel.CALL.value,
+        _ATTEMPTS.c.state.in_((AttemptState.CLAIMED.value, AttemptState.PLACED.value)),
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """The attempt being placed, as read before placing it."""
+
+    id: int
+    case_id: int
+    channel: str
+    purpose: str
+    to_phone: str
+    first_claimed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _CaseCheck:
+    """What decides whether an attempt is still to be placed (see ``_stale_reason``)."""
+
+    drill: bool
+    confirmed_at: datetime | None
+    state: str
+    sms_blocked: bool
+    calls_blocked: bool
+    phone: str
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -72,7 +225,10 @@ class Dispatcher:
             {"call": settings.worker.calls_per_second, "sms": settings.worker.sms_per_second},
         )
         self.pacer.ensure_rows()
-        self._postgres = is_postgres(sessions.kw["bind"])
+        self._engine: Engine = sessions.kw["bind"]
+        #: Connections whose transactions only read (no write lock on SQLite; see read_session).
+        self._read_engine = self._engine.execution_options(**{READ_ONLY_OPTION: True})
+        self._postgres = is_postgres(self._engine)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="place")
         self._strikes = False
 
@@ -84,45 +240,30 @@ class Dispatcher:
     def claim(self, channel: str, limit: int, now: datetime) -> list[Claimed]:
         """Take up to ``limit`` due attempts of one channel under a lease."""
         lease = now + timedelta(seconds=self.settings.worker.lease_seconds)
-        due = and_(
-            Attempt.channel == channel,
-            or_(
-                and_(Attempt.state == AttemptState.SCHEDULED.value, Attempt.due_at <= now),
-                # A claim whose worker died: its lease ran out.
-                and_(Attempt.state == AttemptState.CLAIMED.value, Attempt.lease_until < now),
-            ),
-        )
-        with self.sessions.begin() as session:
+        with self._engine.begin() as conn:
             if channel == Channel.CALL.value:
-                limit = min(limit, self._free_call_lines(session))
+                limit = min(limit, self._free_call_lines(conn))
             if limit <= 0:
                 return []
-            query = (
-                select(Attempt.id, Attempt.state, Attempt.first_claimed_at)
-                .where(due)
-                .order_by(Attempt.due_at)
-                .limit(limit)
-            )
-            if self._postgres:
-                query = query.with_for_update(skip_locked=True)
-            candidates = session.execute(query).all()
+            query = _CLAIM_CANDIDATES_LOCKED if self._postgres else _CLAIM_CANDIDATES
+            candidates = conn.execute(
+                query, {"b_channel": channel, "now": now, "limit": limit}
+            ).all()
             if not candidates:
                 return []
-            ids = [row.id for row in candidates]
             # The WHERE repeats the due condition: on SQLite this UPDATE is the compare-and-swap.
-            claimed = session.execute(
-                update(Attempt)
-                .where(Attempt.id.in_(ids), due)
-                .values(
-                    state=AttemptState.CLAIMED.value,
-                    claimed_by=self.worker_id,
-                    lease_until=lease,
-                    first_claimed_at=func.coalesce(Attempt.first_claimed_at, now),
-                )
-                .returning(Attempt.id)
-                .execution_options(synchronize_session=False)
-            ).scalars()
-            won = set(claimed)
+            won: set[int] = set(
+                conn.execute(
+                    _CLAIM,
+                    {
+                        "ids": [row.id for row in candidates],
+                        "b_channel": channel,
+                        "now": now,
+                        "worker": self.worker_id,
+                        "lease": lease,
+                    },
+                ).scalars()
+            )
         return [
             # Claimed before (a dead worker's lease, or a timeout that may have created the
             # call after all): the provider is asked before another call is made.
@@ -135,25 +276,28 @@ class Dispatcher:
             if row.id in won
         ]
 
-    def _free_call_lines(self, session: Session) -> int:
+    def _free_call_lines(self, conn: Connection) -> int:
         cap = self.settings.worker.max_concurrent_calls
         if cap <= 0:
             return 10**9
         if self._postgres:
             # Lock the pacing row so two workers cannot both see the same free line (SQLite
             # needs nothing: BEGIN IMMEDIATE already serialises writers).
-            session.execute(
-                select(PacingState.channel).where(PacingState.channel == "call").with_for_update()
-            )
-        busy = session.scalar(
-            select(func.count())
-            .select_from(Attempt)
-            .where(
-                Attempt.channel == Channel.CALL.value,
-                Attempt.state.in_((AttemptState.CLAIMED.value, AttemptState.PLACED.value)),
-            )
-        )
+            conn.execute(_LOCK_CALL_PACING)
+        busy = conn.scalar(_BUSY_CALLS)
         return cap - int(busy or 0)
+
+    def _ready_channels(self, channels: Sequence[str], now: datetime) -> list[str]:
+        """Of ``channels``, those with a due attempt and no provider back-off, in one read.
+
+        An idle pass of the worker used to open a write transaction per channel (SQLite's
+        write lock included) to find nothing to claim; this read takes no lock.
+        """
+        with self._read_engine.connect() as conn:
+            backoff = self.pacer.backoffs(conn)
+            due = conn.execute(_ANY_DUE, {"now": now}).one()._mapping
+        clock = time.time()
+        return [c for c in channels if due[c] and backoff.get(c, 0.0) <= clock]
 
     # --- placing --------------------------------------------------------------------------------
 
@@ -161,12 +305,16 @@ class Dispatcher:
         """Claim and place what is due now; returns how many attempts were handed over."""
         now = now or utcnow()
         placed = 0
-        for channel in (Channel.SMS.value, Channel.CALL.value):
-            if self.pacer.blocked_until(channel) > time.time():
+        ready = self._ready_channels(_CHANNELS, now)
+        for channel in _CHANNELS:
+            if channel not in ready:
                 continue
             claimed = self.claim(channel, self.settings.worker.batch_size, now)
             if claimed:
                 placed += sum(self._pool.map(self.place, claimed))
+                # Placing took a while: look again before the next channel (a back-off may
+                # have started meanwhile).
+                ready = self._ready_channels(_CHANNELS, now)
         return placed
 
     def place(self, claimed: Claimed) -> int:
@@ -177,19 +325,22 @@ class Dispatcher:
             return 0
 
     def _place(self, claimed: Claimed) -> int:
-        with read_session(self.sessions) as session:
-            attempt = session.get(Attempt, claimed.id)
-            if attempt is None or attempt.claimed_by != self.worker_id:
-                return 0
-            case = session.get(Case, attempt.case_id)
-            assert case is not None
-            contact = session.get(Contact, attempt.contact_id) if attempt.contact_id else None
-            stale = self._stale_reason(attempt, case)
-            request = None if stale else self._request(attempt, case, contact)
-            session.expunge_all()
+        # One query for the attempt, its case and its contact; a read that takes no write lock.
+        with self._read_engine.connect() as conn:
+            row = conn.execute(_LOAD, {"id": claimed.id}).first()
+        if row is None or row.claimed_by != self.worker_id:
+            return 0
+        attempt = _Target(
+            row.id, row.case_id, row.channel, row.purpose, row.to_phone, row.first_claimed_at
+        )
+        values = row._mapping
+        stale = self._stale_reason(
+            attempt, _CaseCheck(*(values[f"case__{n}"] for n in _CASE_CHECK))
+        )
         if stale:
             self._cancel(claimed.id, stale)
             return 0
+        request = self._request(row)
         if claimed.reclaimed and attempt.channel == Channel.CALL.value and attempt.first_claimed_at:
             # The first claimant died mid-request: the call may exist already. Adopt it.
             try:
@@ -223,7 +374,6 @@ class Dispatcher:
             if isinstance(request, CallRequest):
                 receipt = self.provider.place_call(request)
             else:
-                assert request is not None
                 receipt = self.provider.send_sms(request)
         except ProviderError as exc:
             if exc.rate_limited:
@@ -240,13 +390,13 @@ class Dispatcher:
         self._record_placed(attempt, receipt)
         return 1
 
-    def _still_needed(self, attempt: Attempt) -> str | None:
+    def _still_needed(self, attempt: _Target) -> str | None:
         """The stale reason, read afresh; None when the attempt should still go out."""
-        with read_session(self.sessions) as session:
-            case = session.get(Case, attempt.case_id)
-            return self._stale_reason(attempt, case) if case is not None else "case gone"
+        with self._read_engine.connect() as conn:
+            row = conn.execute(_LOAD_CASE_CHECK, {"id": attempt.case_id}).first()
+        return self._stale_reason(attempt, _CaseCheck(*row)) if row is not None else "case gone"
 
-    def _stale_reason(self, attempt: Attempt, case: Case) -> str | None:
+    def _stale_reason(self, attempt: _Target, case: _CaseCheck) -> str | None:
         if case.drill and "twilio.com" in self.settings.twilio.api_base_url:
             return "drill case: never placed through a real carrier"
         robot_to_person = attempt.purpose in casework.ROBOT_PURPOSES
@@ -268,28 +418,36 @@ class Dispatcher:
             return "calls blocked for this number"
         return None
 
-    def _request(
-        self, attempt: Attempt, case: Case, contact: Contact | None
-    ) -> CallRequest | SmsRequest:
+    def _request(self, row: Row[Any]) -> CallRequest | SmsRequest:
+        """The provider request for a row of ``_LOAD``."""
         twilio = self.settings.twilio
-        if attempt.channel == Channel.SMS.value:
-            body = self.content.text(attempt.template, case, contact).text
+        values = row._mapping
+        phone = values["case__phone"]
+        if row.channel == Channel.SMS.value:
+            # The text needs the case (and the contact): detached copies of the rows just read.
+            case = Case(**{key: values[f"case__{key}"] for key, _ in _CASE_ATTRS})
+            contact = (
+                Contact(**{key: values[f"contact__{key}"] for key, _ in _CONTACT_ATTRS})
+                if values["contact_id"] is not None
+                else None
+            )
+            body = self.content.text(row.template, case, contact).text
             return SmsRequest(
-                to=attempt.to_phone,
+                to=row.to_phone,
                 body=body,
-                status_callback=self.urls.sms_status(attempt.code),
+                status_callback=self.urls.sms_status(row.code),
                 from_=None
                 if twilio.messaging_service_sid
-                else caller_number(twilio.from_numbers, case.phone),
+                else caller_number(twilio.from_numbers, phone),
                 messaging_service_sid=twilio.messaging_service_sid or None,
                 validity_seconds=twilio.sms_validity_seconds,
             )
         return CallRequest(
-            to=attempt.to_phone,
-            from_=caller_number(twilio.from_numbers, case.phone),
-            twiml_url=self.urls.call_twiml(attempt.code),
-            status_callback=self.urls.call_status(attempt.code),
-            amd_callback=self.urls.call_amd(attempt.code)
+            to=row.to_phone,
+            from_=caller_number(twilio.from_numbers, phone),
+            twiml_url=self.urls.call_twiml(row.code),
+            status_callback=self.urls.call_status(row.code),
+            amd_callback=self.urls.call_amd(row.code)
             if twilio.answering_machine_detection
             else None,
             ring_timeout=twilio.ring_timeout,
@@ -297,38 +455,29 @@ class Dispatcher:
 
     # --- recording ------------------------------------------------------------------------------
 
-    def _record_placed(self, attempt: Attempt, receipt: Receipt, *, adopted: bool = False) -> None:
+    def _record_placed(self, attempt: _Target, receipt: Receipt, *, adopted: bool = False) -> None:
         now = utcnow()
-        with self.sessions.begin() as session:
-            # Only if still ours: a fast callback may already have finished the attempt.
-            session.execute(
-                update(Attempt)
-                .where(Attempt.id == attempt.id, Attempt.state == AttemptState.CLAIMED.value)
-                .values(state=AttemptState.PLACED.value, lease_until=None)
+        with self._engine.begin() as conn:
+            conn.execute(
+                _MARK_PLACED,
+                {"attempt_id": attempt.id, "sid": receipt.sid, "status": receipt.status, "at": now},
             )
-            session.execute(
-                update(Attempt)
-                .where(Attempt.id == attempt.id)
-                .values(
-                    provider_sid=func.coalesce(Attempt.provider_sid, receipt.sid),
-                    provider_status=func.coalesce(Attempt.provider_status, receipt.status),
-                    placed_at=func.coalesce(Attempt.placed_at, now),
-                )
-            )
-            record(
-                session,
-                attempt.case_id,
-                "attempt.placed",
-                f"worker:{self.worker_id}",
+            conn.execute(
+                _INSERT_EVENT,
                 {
-                    "channel": attempt.channel,
-                    "purpose": attempt.purpose,
-                    "to": mask(attempt.to_phone),
-                    "sid": receipt.sid,
-                    "adopted": adopted,
+                    "case_id": attempt.case_id,
+                    "kind": "attempt.placed",
+                    "actor": f"worker:{self.worker_id}",
+                    "data": {
+                        "channel": attempt.channel,
+                        "purpose": attempt.purpose,
+                        "to": mask(attempt.to_phone),
+                        "sid": receipt.sid,
+                        "adopted": adopted,
+                    },
+                    "attempt_id": attempt.id,
+                    "at": now,
                 },
-                attempt_id=attempt.id,
-                at=now,
             )
 
     def _cancel(self, attempt_id: int, reason: str) -> None:
@@ -356,7 +505,7 @@ class Dispatcher:
                 .values(state=AttemptState.SCHEDULED.value, lease_until=None, claimed_by=None)
             )
 
-    def _transient(self, attempt: Attempt, exc: ProviderError) -> None:
+    def _transient(self, attempt: _Target, exc: ProviderError) -> None:
         now = utcnow()
         actor = f"worker:{self.worker_id}"
         with self.sessions.begin() as session:
@@ -402,7 +551,7 @@ class Dispatcher:
                 at=now,
             )
 
-    def _permanent(self, attempt: Attempt, exc: ProviderError) -> None:
+    def _permanent(self, attempt: _Target, exc: ProviderError) -> None:
         now = utcnow()
         actor = f"worker:{self.worker_id}"
         with self.sessions.begin() as session:

@@ -7,12 +7,13 @@ more than the rate, whichever worker takes them. The state lives in the database
 from __future__ import annotations
 
 import time
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from robot.db import read_session
+from robot.db import READ_ONLY_OPTION
 from robot.models import PacingState
 
 #: Slots are this much further apart than 1/rate. A slot is kept to the millisecond, but the
@@ -24,11 +25,27 @@ JITTER_MARGIN = 0.03
 #: than the margin allows for.
 LATE_TOLERANCE = JITTER_MARGIN / 2
 
+# Built once: every placed attempt takes a slot, and every pass of the worker reads the back-offs.
+_PACING = cast(Table, PacingState.__table__)
+_BACKOFFS = select(_PACING.c.channel, _PACING.c.backoff_until)
+_BACKOFF = select(_PACING.c.backoff_until).where(_PACING.c.channel == bindparam("b_channel"))
+_READ_SLOT = select(_PACING.c.next_slot, _PACING.c.backoff_until).where(
+    _PACING.c.channel == bindparam("b_channel")
+)
+#: Compare-and-swap on the slot that was read.
+_TAKE_SLOT = (
+    update(_PACING)
+    .where(_PACING.c.channel == bindparam("b_channel"), _PACING.c.next_slot == bindparam("read"))
+    .values(next_slot=bindparam("next"))
+)
+
 
 class Pacer:
     def __init__(self, sessions: sessionmaker[Session], rates: dict[str, float]) -> None:
         self._sessions = sessions
         self._rates = rates
+        self._engine: Engine = sessions.kw["bind"]
+        self._read_engine = self._engine.execution_options(**{READ_ONLY_OPTION: True})
 
     def ensure_rows(self) -> None:
         for channel in self._rates:
@@ -47,11 +64,14 @@ class Pacer:
         return self._rates.get(channel, 0.0) > 0
 
     def blocked_until(self, channel: str) -> float:
-        with read_session(self._sessions) as session:
-            value = session.scalar(
-                select(PacingState.backoff_until).where(PacingState.channel == channel)
-            )
+        with self._read_engine.connect() as conn:
+            value = conn.scalar(_BACKOFF, {"b_channel": channel})
         return float(value or 0.0)
+
+    @staticmethod
+    def backoffs(conn: Connection) -> dict[str, float]:
+        """Every channel's back-off (Unix time), read on the caller's connection."""
+        return {row.channel: float(row.backoff_until or 0.0) for row in conn.execute(_BACKOFFS)}
 
     def take_slot(self, channel: str, horizon: float = 1.0) -> float | None:
         """Reserve the next send slot; returns its Unix time, or None if it is beyond ``horizon``."""
@@ -60,12 +80,8 @@ class Pacer:
             return time.time()
         spacing = (1.0 + JITTER_MARGIN) / rate
         for _ in range(20):
-            with self._sessions.begin() as session:
-                row = session.execute(
-                    select(PacingState.next_slot, PacingState.backoff_until).where(
-                        PacingState.channel == channel
-                    )
-                ).one()
+            with self._engine.begin() as conn:
+                row = conn.execute(_READ_SLOT, {"b_channel": channel}).one()
                 # The clock is read once the row is ours to read (SQLite's BEGIN IMMEDIATE may
                 # have waited for another worker): a time read before the wait would hand out
                 # slots already in the past, and the threads holding them would all send at once.
@@ -74,12 +90,11 @@ class Pacer:
                 if slot - now > horizon:
                     return None
                 # Compare-and-swap on the slot we read: a concurrent worker makes us retry.
-                result = session.execute(
-                    update(PacingState)
-                    .where(PacingState.channel == channel, PacingState.next_slot == row.next_slot)
-                    .values(next_slot=slot + spacing)
+                result = conn.execute(
+                    _TAKE_SLOT,
+                    {"b_channel": channel, "read": row.next_slot, "next": slot + spacing},
                 )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
+                if result.rowcount == 1:
                     return float(slot)
         return None
 

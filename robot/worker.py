@@ -24,7 +24,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from robot import escalation, feedback
 from robot.config import Settings
-from robot.db import create_db_engine, create_session_factory, is_postgres, read_session
+from robot.db import (
+    READ_ONLY_OPTION,
+    create_db_engine,
+    create_session_factory,
+    is_postgres,
+    read_session,
+)
 from robot.dispatch import Dispatcher
 from robot.models import Attempt, AttemptState, Case, Channel, utcnow
 from robot.providers import Provider, ProviderError
@@ -34,6 +40,15 @@ from robot.wakeup import WakeListener
 from robot.webhooks.outcomes import apply_call_status, apply_sms_status
 
 log = logging.getLogger(__name__)
+
+_ANY_COMMAND = (
+    select(Attempt.__table__.c.id)
+    .where(
+        Attempt.__table__.c.pending_command.is_not(None),
+        Attempt.__table__.c.provider_sid.is_not(None),
+    )
+    .limit(1)
+)
 
 
 def default_worker_id() -> str:
@@ -54,6 +69,7 @@ class Worker:
         self.worker_id = worker_id or settings.worker.worker_id or default_worker_id()
         self.dispatcher = Dispatcher(settings, sessions, provider, self.worker_id)
         self.http = requests.Session()
+        self._read_engine = sessions.kw["bind"].execution_options(**{READ_ONLY_OPTION: True})
         self._dirty = threading.Event()
         #: Set when a tick stopped at its deadline with work still coming: the next tick should
         #: start at once, not at the next poll interval (a backlog lost up to a second per tick).
@@ -81,6 +97,10 @@ class Worker:
 
     def run_commands(self) -> int:
         """Leave voicemails on calls a machine answered (the webhook only flagged them)."""
+        # Almost every pass has none: look first without SQLite's write lock (or a session).
+        with self._read_engine.connect() as conn:
+            if conn.execute(_ANY_COMMAND).first() is None:
+                return 0
         with self.sessions.begin() as session:
             postgres = is_postgres(session.get_bind())
             # The partial index ix_attempts_pending_command makes this a lookup, not a scan.

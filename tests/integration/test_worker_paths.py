@@ -1,0 +1,213 @@
+"""The worker's Core paths write what the ORM paths they replace wrote.
+
+``review_due`` applies decisions that only schedule attempts (or do nothing) with Core
+statements; the dispatcher reads an attempt, its case and contact in one query and records a
+placement in one UPDATE. These tests run both ways on twin cases and compare the rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from robot import escalation
+from robot.config import Settings
+from robot.dispatch import Claimed, Dispatcher, _Target
+from robot.models import Attempt, Case, Contact, Event, utcnow
+from robot.providers import CallRequest, Receipt, SmsRequest
+from robot.sources import add_source
+
+
+def _case(session: Session, source_id: int, phone: str, **fields: Any) -> Case:
+    now = fields.pop("opened_at", None) or utcnow()
+    case = Case(
+        source_id=source_id,
+        phone=phone,
+        open_key=phone,
+        risk=fields.pop("risk", "high"),
+        fraud_type="fake_police",
+        opened_at=now,
+        updated_at=now,
+        timezone="Asia/Shanghai",
+        name="Wang",
+        language="zh-CN",
+        **fields,
+    )
+    session.add(case)
+    session.flush()
+    return case
+
+
+def _attempts(session: Session, case_id: int) -> list[dict[str, Any]]:
+    rows = session.scalars(select(Attempt).where(Attempt.case_id == case_id).order_by(Attempt.id))
+    skip = {"id", "code", "case_id", "to_phone"}
+    return [
+        {c.key: getattr(a, c.key) for c in Attempt.__table__.columns if c.key not in skip}
+        for a in rows
+    ]
+
+
+def _events(session: Session, case_id: int) -> list[tuple[Any, ...]]:
+    rows = session.scalars(select(Event).where(Event.case_id == case_id).order_by(Event.id))
+    return [(e.kind, e.actor, e.data, e.at, e.attempt_id is not None) for e in rows]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},  # high risk: SMS and call at once
+        {"risk": "medium"},
+        {"risk": "low"},
+        {"sms_blocked": True},
+        {"calls_blocked": True},
+    ],
+)
+def test_a_review_writes_what_the_orm_review_wrote(
+    settings: Settings, sessions: sessionmaker[Session], fields: dict[str, Any]
+) -> None:
+    with sessions.begin() as session:
+        source = add_source(session, "paths").source
+        opened = utcnow()
+        fast = _case(session, source.id, "+8613800000001", opened_at=opened, **fields).id
+        orm = _case(session, source.id, "+8613800000002", opened_at=opened, **fields).id
+    for round_ in range(3):
+        now = utcnow() + timedelta(minutes=round_)
+        with sessions.begin() as session:
+            session.execute(update(Case).where(Case.id == fast).values(next_review_at=now))
+        assert escalation.review_due(sessions, settings, now) == 1
+        with sessions.begin() as session:
+            case = session.get(Case, orm)
+            assert case is not None
+            escalation.review_case(session, case, settings, now)
+        with sessions() as session:
+            assert _attempts(session, fast) == _attempts(session, orm)
+            assert _events(session, fast) == _events(session, orm)
+            a, b = session.get(Case, fast), session.get(Case, orm)
+            assert a is not None and b is not None
+            assert a.next_review_at == b.next_review_at
+            assert (a.state, a.version, a.updated_at) == (b.state, b.version, b.updated_at)
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.requests: list[CallRequest | SmsRequest] = []
+        self._sids = itertools.count(1)
+
+    def place_call(self, request: CallRequest) -> Receipt:
+        self.requests.append(request)
+        return Receipt(f"CA{next(self._sids):032d}", "queued")
+
+    def send_sms(self, request: SmsRequest) -> Receipt:
+        self.requests.append(request)
+        return Receipt(f"SM{next(self._sids):032d}", "accepted")
+
+
+@pytest.mark.parametrize("to_contact", [False, True])
+@pytest.mark.parametrize("channel", ["sms", "call"])
+def test_placing_sends_the_request_and_records_the_placement(
+    settings: Settings, sessions: sessionmaker[Session], channel: str, to_contact: bool
+) -> None:
+    settings = replace(
+        settings,
+        worker=replace(settings.worker, calls_per_second=0, sms_per_second=0),
+    )
+    now = utcnow()
+    with sessions.begin() as session:
+        source = add_source(session, "placing").source
+        case = _case(session, source.id, "+8613800000003")
+        contact = Contact(case_id=case.id, phone="+8613800000004", relation="daughter")
+        session.add(contact)
+        session.flush()
+        attempt = Attempt(
+            case_id=case.id,
+            contact_id=contact.id if to_contact else None,
+            channel=channel,
+            purpose="contact_notice" if to_contact else "warning",
+            to_phone=contact.phone if to_contact else case.phone,
+            template="relatives_notice" if to_contact else f"warning_{channel}",
+            due_at=now - timedelta(seconds=1),
+        )
+        session.add(attempt)
+        session.flush()
+        attempt_id, case_id = attempt.id, case.id
+    provider = Recording()
+    dispatcher = Dispatcher(settings, sessions, provider, "w1")  # type: ignore[arg-type]
+    try:
+        [claimed] = dispatcher.claim(channel, 10, utcnow())
+        assert claimed == Claimed(attempt_id, channel, False)
+        assert dispatcher.place(claimed) == 1
+    finally:
+        dispatcher.close()
+    with sessions() as session:
+        row = session.get(Attempt, attempt_id)
+        case_row = session.get(Case, case_id)
+        contact_row = session.get(Contact, row.contact_id) if row and row.contact_id else None
+        assert row is not None and case_row is not None
+        [request] = provider.requests
+        if channel == "sms":
+            text = dispatcher.content.text(row.template, case_row, contact_row).text
+            assert isinstance(request, SmsRequest) and request.body == text
+        else:
+            assert isinstance(request, CallRequest)
+            assert request.twiml_url.endswith(f"/twilio/call/{row.code}/twiml?round=1")
+        assert request.to == row.to_phone
+        assert (row.state, row.lease_until, row.claimed_by) == ("placed", None, "w1")
+        assert row.provider_sid is not None and row.placed_at is not None
+        [event] = session.scalars(select(Event).where(Event.attempt_id == attempt_id)).all()
+        assert (event.kind, event.actor, event.case_id) == ("attempt.placed", "worker:w1", case_id)
+        assert event.at == row.placed_at
+        assert event.data == {
+            "channel": channel,
+            "purpose": row.purpose,
+            "to": event.data["to"],
+            "sid": row.provider_sid,
+            "adopted": False,
+        }
+        assert event.data["to"] != row.to_phone  # masked
+
+
+def test_a_callback_before_the_receipt_keeps_its_state_and_status(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    """The provider's callback won the race with our receipt: neither state nor status go back."""
+    now = utcnow()
+    with sessions.begin() as session:
+        source = add_source(session, "race").source
+        case = _case(session, source.id, "+8613800000005")
+        attempt = Attempt(
+            case_id=case.id,
+            channel="call",
+            purpose="warning",
+            to_phone=case.phone,
+            template="warning_call",
+            due_at=now,
+        )
+        session.add(attempt)
+        session.flush()
+        attempt_id, case_id = attempt.id, case.id
+    provider = Recording()
+    dispatcher = Dispatcher(settings, sessions, provider, "w1")  # type: ignore[arg-type]
+    try:
+        [claimed] = dispatcher.claim("call", 1, utcnow())
+        with sessions.begin() as session:
+            session.execute(
+                update(Attempt)
+                .where(Attempt.id == attempt_id)
+                .values(state="finished", provider_sid="CAearly", provider_status="busy")
+            )
+        target = _Target(claimed.id, case_id, "call", "warning", "+8613800000005", None)
+        dispatcher._record_placed(target, Receipt("CAlate", "queued"))
+    finally:
+        dispatcher.close()
+    with sessions() as session:
+        row = session.get(Attempt, attempt_id)
+        assert row is not None
+        assert (row.state, row.provider_sid, row.provider_status) == ("finished", "CAearly", "busy")
+        assert row.lease_until is not None  # untouched: only a claimed attempt is changed
+        assert row.placed_at is not None
