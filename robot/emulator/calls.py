@@ -39,28 +39,29 @@ def _method(value: str | None) -> str:
 
 def create_call(state: EmulatorState, account_sid: str, form: MultiDict[str, str]) -> CallRecord:
     """``POST …/Calls.json``: validate, apply faults and limits, start the simulation."""
+    fields = form.to_dict()  # first values; a MultiDict raises (costly) on every absent key
     with state.lock:
         fault = state.faults.take("calls")
     if fault is not None:
         raise fault
-    to = form.get("To", "").strip()
-    from_ = form.get("From", "").strip()
-    url = form.get("Url", "").strip()
-    twiml = form.get("Twiml", "")
+    to = fields.get("To", "").strip()
+    from_ = fields.get("From", "").strip()
+    url = fields.get("Url", "").strip()
+    twiml = fields.get("Twiml", "")
     if not to:
         raise ApiError(400, 21201, "No 'To' number is specified")
     if not is_e164(to):
         raise ApiError(400, 21211, f"Invalid 'To' Phone Number: {to}")
     if not from_:
         raise ApiError(400, 21213, "No 'From' number is specified")
-    if not url and not twiml.strip() and not form.get("ApplicationSid"):
+    if not url and not twiml.strip() and not fields.get("ApplicationSid"):
         raise ApiError(400, 21205, "Url parameter is required")
     if url and not _is_url(url):
         raise ApiError(400, 21205, f"Url is not a valid URL: {url}")
-    status_callback = form.get("StatusCallback", "").strip()
+    status_callback = fields.get("StatusCallback", "").strip()
     if status_callback and not _is_url(status_callback):
         raise ApiError(400, 21609, f"StatusCallback is not a valid URL: {status_callback}")
-    amd_callback = form.get("AsyncAmdStatusCallback", "").strip()
+    amd_callback = fields.get("AsyncAmdStatusCallback", "").strip()
     if amd_callback and not _is_url(amd_callback):
         raise ApiError(400, 21609, f"AsyncAmdStatusCallback is not a valid URL: {amd_callback}")
     requested = {
@@ -85,17 +86,17 @@ def create_call(state: EmulatorState, account_sid: str, form: MultiDict[str, str
             direction="outbound-api",
             callee=callee,
             url=url or None,
-            method=_method(form.get("Method")),
+            method=_method(fields.get("Method")),
             twiml=None if url else twiml,
             status_callback=status_callback or None,
-            status_callback_method=_method(form.get("StatusCallbackMethod")),
+            status_callback_method=_method(fields.get("StatusCallbackMethod")),
             status_callback_events=events or frozenset({"completed"}),
-            timeout=_int(form.get("Timeout"), DEFAULT_TIMEOUT, 1, MAX_TIMEOUT),
-            time_limit=_int(form.get("TimeLimit"), DEFAULT_TIME_LIMIT, 1, DEFAULT_TIME_LIMIT),
-            machine_detection=form.get("MachineDetection", "").strip() or None,
-            async_amd=form.get("AsyncAmd", "").strip().lower() == "true",
+            timeout=_int(fields.get("Timeout"), DEFAULT_TIMEOUT, 1, MAX_TIMEOUT),
+            time_limit=_int(fields.get("TimeLimit"), DEFAULT_TIME_LIMIT, 1, DEFAULT_TIME_LIMIT),
+            machine_detection=fields.get("MachineDetection", "").strip() or None,
+            async_amd=fields.get("AsyncAmd", "").strip().lower() == "true",
             amd_callback=amd_callback or None,
-            amd_callback_method=_method(form.get("AsyncAmdStatusCallbackMethod")),
+            amd_callback_method=_method(fields.get("AsyncAmdStatusCallbackMethod")),
             generation=state.generation,
             counts_as_active=True,
         )
@@ -109,10 +110,11 @@ def create_call(state: EmulatorState, account_sid: str, form: MultiDict[str, str
 
 def update_call(state: EmulatorState, sid: str, form: MultiDict[str, str]) -> CallRecord:
     """``POST …/Calls/{Sid}.json``: hang up, cancel or redirect a call."""
-    status = form.get("Status", "").strip().lower()
-    url = form.get("Url", "").strip()
-    twiml = form.get("Twiml", "")
-    method = _method(form.get("Method"))
+    fields = form.to_dict()
+    status = fields.get("Status", "").strip().lower()
+    url = fields.get("Url", "").strip()
+    twiml = fields.get("Twiml", "")
+    method = _method(fields.get("Method"))
     if status and status not in ("canceled", "completed"):
         raise ApiError(400, 21218, f"Status must be 'canceled' or 'completed', not {status!r}")
     if url and not _is_url(url):
@@ -122,9 +124,9 @@ def update_call(state: EmulatorState, sid: str, form: MultiDict[str, str]) -> Ca
         if call is None:
             raise ApiError(404, 20404, f"The requested resource Calls/{sid} was not found")
         wake = None
-        if form.get("StatusCallback"):
-            call.status_callback = form["StatusCallback"].strip()
-            call.status_callback_method = _method(form.get("StatusCallbackMethod"))
+        if fields.get("StatusCallback"):
+            call.status_callback = fields["StatusCallback"].strip()
+            call.status_callback_method = _method(fields.get("StatusCallbackMethod"))
         if status:
             if call.terminal or (status == "canceled" and call.status == "in-progress"):
                 call.add_event("update", f"Status={status} ignored in {call.status}")

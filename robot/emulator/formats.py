@@ -6,6 +6,7 @@ import random
 import re
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import lru_cache
 
 API_VERSION = "2010-04-01"
 
@@ -23,7 +24,13 @@ def rfc2822(timestamp: float | None) -> str | None:
     """``Tue, 31 Aug 2010 20:36:28 +0000`` for a Unix time (None stays None)."""
     if timestamp is None:
         return None
-    return format_datetime(datetime.fromtimestamp(int(timestamp), UTC))
+    return _rfc2822_seconds(int(timestamp))
+
+
+@lru_cache(maxsize=256)
+def _rfc2822_seconds(seconds: int) -> str:
+    # A call's JSON carries several times that are mostly the same second: format each once.
+    return format_datetime(datetime.fromtimestamp(seconds, UTC))
 
 
 def is_e164(number: str) -> bool:

@@ -31,22 +31,23 @@ def create_message(
     state: EmulatorState, account_sid: str, form: MultiDict[str, str]
 ) -> MessageRecord:
     """``POST …/Messages.json``."""
+    fields = form.to_dict()
     with state.lock:
         fault = state.faults.take("messages")
     if fault is not None:
         raise fault
-    to = form.get("To", "").strip()
-    from_ = form.get("From", "").strip()
-    service = form.get("MessagingServiceSid", "").strip()
-    body = form.get("Body", "")
-    callback = form.get("StatusCallback", "").strip()
+    to = fields.get("To", "").strip()
+    from_ = fields.get("From", "").strip()
+    service = fields.get("MessagingServiceSid", "").strip()
+    body = fields.get("Body", "")
+    callback = fields.get("StatusCallback", "").strip()
     if not to:
         raise ApiError(400, 21604, "A 'To' phone number is required.")
     if not is_e164(to):
         raise ApiError(400, 21211, f"Invalid 'To' Phone Number: {to}")
     if not from_ and not service:
         raise ApiError(400, 21603, "A 'From' phone number is required.")
-    if not body and not form.get("MediaUrl") and not form.get("ContentSid"):
+    if not body and not fields.get("MediaUrl") and not fields.get("ContentSid"):
         raise ApiError(400, 21602, "Message body is required.")
     if len(body) > MAX_BODY_CHARS:
         raise ApiError(
@@ -54,7 +55,7 @@ def create_message(
         )
     if callback and urlsplit(callback).scheme not in ("http", "https"):
         raise ApiError(400, 21609, f"Invalid StatusCallback url: {callback}")
-    validity = form.get("ValidityPeriod", "").strip()
+    validity = fields.get("ValidityPeriod", "").strip()
     if validity and (not validity.isdigit() or not 1 <= int(validity) <= 36000):
         raise ApiError(400, 21624, "Invalid validity period value")
     with state.lock:

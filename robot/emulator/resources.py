@@ -31,6 +31,11 @@ CALL_SUBRESOURCES = (
     "transcriptions",
 )
 
+#: (name, "CamelName") of each subresource, worked out once.
+_CALL_SUBRESOURCE_PATHS = tuple(
+    (name, "".join(part.capitalize() for part in name.split("_"))) for name in CALL_SUBRESOURCES
+)
+
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
@@ -81,7 +86,9 @@ def call_json(call: CallRecord) -> JSON:
         "sid": call.sid,
         "start_time": rfc2822(call.start_time),
         "status": call.status,
-        "subresource_uris": {name: f"{base}/{_camel(name)}.json" for name in CALL_SUBRESOURCES},
+        "subresource_uris": {
+            name: f"{base}/{camel}.json" for name, camel in _CALL_SUBRESOURCE_PATHS
+        },
         "to": call.to,
         "to_formatted": call.to,
         "trunk_sid": None,
@@ -143,10 +150,6 @@ def page_json(
         "start": start,
         "uri": uri(page),
     }
-
-
-def _camel(snake: str) -> str:
-    return "".join(part.capitalize() for part in snake.split("_"))
 
 
 # --- control API --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import hmac
 import time
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.datastructures import Authorization
 
 from robot.emulator.calls import create_call, update_call
 from robot.emulator.errors import ApiError, authentication_failed, not_found
@@ -27,8 +28,7 @@ def emulator() -> EmulatorState:
     return state
 
 
-def _authorised(state: EmulatorState, account_sid: str) -> bool:
-    auth = request.authorization
+def _authorised(state: EmulatorState, account_sid: str, auth: Authorization | None) -> bool:
     if auth is None or auth.type != "basic" or account_sid != state.settings.account_sid:
         return False
     user, password = auth.username or "", auth.password or ""
@@ -45,15 +45,16 @@ def _authorised(state: EmulatorState, account_sid: str) -> bool:
 @api.before_request
 def authenticate() -> None:
     g.emulator_started = time.time()
+    g.emulator_auth = auth = request.authorization  # parsed once; record() reads it too
     account_sid = (request.view_args or {}).get("account_sid", "")
-    if not _authorised(emulator(), account_sid):
+    if not _authorised(emulator(), account_sid, auth):
         raise authentication_failed()
 
 
 @api.after_request
 def record(response: Response) -> Response:
     state = emulator()
-    auth = request.authorization
+    auth = g.emulator_auth if "emulator_auth" in g else request.authorization
     entry = RequestRecord(
         time=g.get("emulator_started", time.time()),
         method=request.method,
