@@ -41,6 +41,13 @@ class _BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]
     def __init__(self, base_url: str, timeout: float) -> None:
         super().__init__(timeout=timeout, pool_connections=True)
         self._base = urlsplit(base_url.rstrip("/"))
+        # requests reads the proxy and CA-bundle variables from the environment again on every
+        # request: a sixth of an SDK call's CPU in a profile of the worker. Read them once, for
+        # the one host we talk to; the SDK passes self.proxy with each request.
+        found = self.session.merge_environment_settings(base_url, {}, None, None, None)
+        self.proxy = dict(found["proxies"])
+        self.session.verify = found["verify"]
+        self.session.trust_env = False
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
         parts = urlsplit(url)
