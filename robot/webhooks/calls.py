@@ -33,8 +33,12 @@ def twiml(document: Document) -> Response:
     return Response(document.render(), mimetype="text/xml")
 
 
+#: The answer to most callbacks, rendered once.
+_EMPTY = Document().render()
+
+
 def empty() -> Response:
-    return twiml(Document())
+    return Response(_EMPTY, mimetype="text/xml")
 
 
 @dataclass
