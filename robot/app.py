@@ -37,13 +37,13 @@ class RowIdConverter(IntegerConverter):
 
 
 class MachineSessionInterface(SecureCookieSessionInterface):
-    """No cookie session for machine endpoints (the API, provider webhooks): they never use one.
+    """No cookie session for machine endpoints (the API, webhooks, audio): they never use one.
 
     Opening one costs a signing-serializer set-up on every request, a measurable share of a
     status callback; sign-ins only ever happen on the dashboard.
     """
 
-    MACHINE_PREFIXES = ("/api/", "/twilio/")
+    MACHINE_PREFIXES = ("/api/", "/twilio/", "/voice/")
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if request.path.startswith(self.MACHINE_PREFIXES):

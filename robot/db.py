@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from robot.config import DatabaseSettings
@@ -35,17 +35,23 @@ def create_db_engine(settings: DatabaseSettings) -> Engine:
     # Keep as many connections as a process has threads: one opened on overflow is closed
     # after use, and a new SQLite connection runs its PRAGMAs again (seen in the worker's
     # profile with 8 placing threads against the default pool of 5).
-    if url.database not in (None, "", ":memory:"):  # an in-memory database has its own pool
-        kwargs.update(pool_size=settings.pool_size, max_overflow=settings.pool_size)
+    pool = {"pool_size": settings.pool_size, "max_overflow": settings.pool_size}
     if url.get_backend_name() == "sqlite":
+        if not _in_memory(url):  # an in-memory database has a pool of its own kind
+            kwargs.update(pool)
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": settings.sqlite_busy_timeout}
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine, settings.sqlite_busy_timeout)
         return engine
-    kwargs.update(pool_pre_ping=True)
+    kwargs.update(pool, pool_pre_ping=True)
     return create_engine(url, **kwargs)
+
+
+def _in_memory(url: URL) -> bool:
+    """SQLAlchemy's own test for an in-memory SQLite database."""
+    return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
 
 
 def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:

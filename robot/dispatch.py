@@ -53,7 +53,7 @@ from robot.phones import mask
 from robot.providers import CallRequest, Provider, ProviderError, Receipt, SmsRequest
 from robot.telephony.content import Content
 from robot.telephony.urls import WebhookUrls
-from robot.timeline import record
+from robot.timeline import event_row, record
 
 log = logging.getLogger(__name__)
 
@@ -462,23 +462,18 @@ class Dispatcher:
                 _MARK_PLACED,
                 {"attempt_id": attempt.id, "sid": receipt.sid, "status": receipt.status, "at": now},
             )
-            conn.execute(
-                _INSERT_EVENT,
-                {
-                    "case_id": attempt.case_id,
-                    "kind": "attempt.placed",
-                    "actor": f"worker:{self.worker_id}",
-                    "data": {
-                        "channel": attempt.channel,
-                        "purpose": attempt.purpose,
-                        "to": mask(attempt.to_phone),
-                        "sid": receipt.sid,
-                        "adopted": adopted,
-                    },
-                    "attempt_id": attempt.id,
-                    "at": now,
-                },
+            data = {
+                "channel": attempt.channel,
+                "purpose": attempt.purpose,
+                "to": mask(attempt.to_phone),
+                "sid": receipt.sid,
+                "adopted": adopted,
+            }
+            actor = f"worker:{self.worker_id}"
+            row = event_row(
+                attempt.case_id, "attempt.placed", actor, data, attempt_id=attempt.id, at=now
             )
+            conn.execute(_INSERT_EVENT, row)
 
     def _cancel(self, attempt_id: int, reason: str) -> None:
         with self.sessions.begin() as session:

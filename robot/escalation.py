@@ -37,6 +37,7 @@ from robot.policy import (
     ScheduleAttempt,
     decide,
 )
+from robot.timeline import event_row
 
 log = logging.getLogger(__name__)
 ROBOT = "robot"
@@ -196,23 +197,15 @@ def _schedule_attempt(
     ).inserted_primary_key
     assert key is not None
     attempt_id = key[0]
-    conn.execute(
-        _INSERT_EVENT,
-        {
-            "case_id": case_id,
-            "kind": "attempt.scheduled",
-            "actor": ROBOT,
-            "data": casework.scheduled_event_data(
-                action.channel.value,
-                action.purpose.value,
-                action.template.value,
-                action.due_at,
-                action.reason,
-            ),
-            "attempt_id": attempt_id,
-            "at": now,
-        },
+    data = casework.scheduled_event_data(
+        action.channel.value,
+        action.purpose.value,
+        action.template.value,
+        action.due_at,
+        action.reason,
     )
+    row = event_row(case_id, "attempt.scheduled", ROBOT, data, attempt_id=attempt_id, at=now)
+    conn.execute(_INSERT_EVENT, row)
 
 
 def _contact_due(decision: Decision, now: datetime) -> datetime:

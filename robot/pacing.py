@@ -13,7 +13,6 @@ from sqlalchemy import Connection, Engine, Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from robot.db import READ_ONLY_OPTION
 from robot.models import PacingState
 
 #: Slots are this much further apart than 1/rate. A slot is kept to the millisecond, but the
@@ -28,7 +27,6 @@ LATE_TOLERANCE = JITTER_MARGIN / 2
 # Built once: every placed attempt takes a slot, and every pass of the worker reads the back-offs.
 _PACING = cast(Table, PacingState.__table__)
 _BACKOFFS = select(_PACING.c.channel, _PACING.c.backoff_until)
-_BACKOFF = select(_PACING.c.backoff_until).where(_PACING.c.channel == bindparam("b_channel"))
 _READ_SLOT = select(_PACING.c.next_slot, _PACING.c.backoff_until).where(
     _PACING.c.channel == bindparam("b_channel")
 )
@@ -45,7 +43,6 @@ class Pacer:
         self._sessions = sessions
         self._rates = rates
         self._engine: Engine = sessions.kw["bind"]
-        self._read_engine = self._engine.execution_options(**{READ_ONLY_OPTION: True})
 
     def ensure_rows(self) -> None:
         for channel in self._rates:
@@ -62,11 +59,6 @@ class Pacer:
 
     def paced(self, channel: str) -> bool:
         return self._rates.get(channel, 0.0) > 0
-
-    def blocked_until(self, channel: str) -> float:
-        with self._read_engine.connect() as conn:
-            value = conn.scalar(_BACKOFF, {"b_channel": channel})
-        return float(value or 0.0)
 
     @staticmethod
     def backoffs(conn: Connection) -> dict[str, float]:

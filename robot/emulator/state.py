@@ -56,9 +56,14 @@ class EmulatorState:
     # --- queries --------------------------------------------------------------------------
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Block until ``predicate()`` (evaluated under the lock) holds or ``timeout`` passes."""
+        """Block until ``predicate()`` (evaluated under the lock) holds or ``timeout`` passes.
+
+        Shutting down ends every wait at once (a long poll must not hold up a stop).
+        """
         with self.changed:
-            return self.changed.wait_for(predicate, timeout)
+            return self.changed.wait_for(lambda: self._closed or predicate(), timeout) and (
+                predicate()
+            )
 
     def notify(self) -> None:
         with self.changed:

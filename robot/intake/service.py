@@ -312,7 +312,7 @@ def _store_many(
         # FOR UPDATE: two warnings merging into one case at once must not lose a risk raise.
         open_ids.extend(conn.scalars(_OPEN_CASE_IDS, {"keys": chunk}))
     for chunk in _chunks(open_ids):
-        # Only merges need the case itself (as an ORM object: the savepoint flushes its changes).
+        # Only merges need the case itself, as an ORM object: accept_warnings flushes it.
         for found in session.scalars(select(Case).where(Case.id.in_(chunk))):
             if found.open_key is not None:
                 open_cases[found.open_key] = found
@@ -341,11 +341,14 @@ def _store_many(
             plan.append(_Step(Status.MERGED, -1, warning, case, "case.merged", merged))
 
     if new_cases:
-        # One INSERT for every new case; ids come back in the order the rows were given.
+        # One INSERT for every new case, in the order of their numbers: two requests opening
+        # the same numbers at once then take the unique index's locks in the same order (in
+        # the request's order, PostgreSQL could deadlock them). Ids come back in row order.
+        ordered = sorted(new_cases, key=lambda case: case.phone)
         ids: list[int] = list(
-            conn.execute(_INSERT_CASES, [case.row() for case in new_cases]).scalars()
+            conn.execute(_INSERT_CASES, [case.row() for case in ordered]).scalars()
         )
-        for new_case, case_id in zip(new_cases, ids, strict=True):
+        for new_case, case_id in zip(ordered, ids, strict=True):
             new_case.id = case_id
 
     known = _known_contacts(

@@ -20,12 +20,11 @@ from robot.telephony.urls import WebhookUrls
 from robot.timeline import record
 from robot.webhooks.outcomes import apply_call_status
 from robot.webhooks.security import twilio_signed
-from robot.webhooks.status import apply_status
+from robot.webhooks.status import PROVIDER, apply_status
 
 log = logging.getLogger(__name__)
 bp = Blueprint("twilio_calls", __name__)
 
-PROVIDER = "provider"
 PERSON = "person"
 
 

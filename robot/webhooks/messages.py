@@ -16,7 +16,6 @@ from robot.telephony.twiml import Document
 from robot.timeline import record
 from robot.webhooks.calls import (
     PERSON,
-    PROVIDER,
     _content,
     _urls,
     empty,
@@ -24,7 +23,7 @@ from robot.webhooks.calls import (
 )
 from robot.webhooks.outcomes import apply_sms_status
 from robot.webhooks.security import twilio_signed
-from robot.webhooks.status import Applied, apply_status
+from robot.webhooks.status import PROVIDER, Applied, apply_status
 
 bp = Blueprint("twilio_messages", __name__)
 

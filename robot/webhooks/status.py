@@ -20,7 +20,9 @@ from sqlalchemy import Connection, Update, bindparam, insert, select, update
 from robot.app import services
 from robot.db import is_postgres
 from robot.models import Attempt, Base, Case, Event, utcnow
+from robot.timeline import event_row
 
+#: The actor of every event a provider callback leaves.
 PROVIDER = "provider"
 
 _attempts = Base.metadata.tables[Attempt.__tablename__]
@@ -28,7 +30,7 @@ _cases = Base.metadata.tables[Case.__tablename__]
 _events = Base.metadata.tables[Event.__tablename__]
 
 
-@dataclass
+@dataclass(slots=True)
 class AttemptRow:
     """The columns a status callback reads or changes, detached from any session."""
 
@@ -130,10 +132,13 @@ def apply_status(
             if getattr(attempt, c.name) != old
         }
         conn.execute(_update_attempt(tuple(changed)), {"attempt_id": attempt.id, **changed})
-        events = [_event(attempt, kind, dict(params), now)]
+        events = [event_row(attempt.case_id, kind, PROVIDER, params, attempt_id=attempt.id, at=now)]
         if attempt.outcome is not None:
             data = {"channel": attempt.channel, "outcome": attempt.outcome}
-            events.append(_event(attempt, "attempt.finished", data, now))
+            done = event_row(
+                attempt.case_id, "attempt.finished", PROVIDER, data, attempt_id=attempt.id, at=now
+            )
+            events.append(done)
             # The worker applies the policy next (casework.touch, without loading the case).
             conn.execute(_TOUCH_CASE, {"case_id": attempt.case_id, "now": now})
             next_review_at = now
@@ -146,14 +151,3 @@ def apply_status(
             svc.waker.in_transaction(conn)
     if wake:
         svc.waker.after_commit()
-
-
-def _event(attempt: AttemptRow, kind: str, data: dict[str, Any], at: datetime) -> dict[str, Any]:
-    return {
-        "case_id": attempt.case_id,
-        "attempt_id": attempt.id,
-        "kind": kind,
-        "actor": PROVIDER,
-        "data": data,
-        "at": at,
-    }

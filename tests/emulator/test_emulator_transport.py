@@ -85,6 +85,34 @@ def test_stop_closes_kept_alive_connections(
         socket.create_connection(_address(emulator), timeout=2).close()
 
 
+def test_stop_ends_long_polls_at_once(make_emulator: Callable[..., RunningEmulator]) -> None:
+    emulator = make_emulator(time_scale=1.0, callees={"+15005550016": "no-answer"})
+    created = requests.post(
+        emulator.base_url + CALLS,
+        data={"To": "+15005550016", "From": "+15005550006", "Twiml": "<Response/>"},
+        headers={"Authorization": AUTH},
+        timeout=5,
+    )
+    sid = created.json()["sid"]
+    polled: list[int | str] = []
+
+    def poll() -> None:  # rings for 30 s: the poll would block that long
+        try:
+            url = f"{emulator.base_url}/_emulator/calls/{sid}?wait=30"
+            polled.append(requests.get(url, timeout=10).status_code)
+        except requests.RequestException as exc:
+            polled.append(type(exc).__name__)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    emulator.stop()
+    poller.join(5)
+    assert time.monotonic() - started < 2
+    assert polled == [200]
+
+
 # --- the webhook client -----------------------------------------------------------------------
 
 
