@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from robot.api.auth import authenticate, check_signature
 from robot.api.errors import ApiError
@@ -42,10 +42,10 @@ def post_warnings() -> Response:
     checked = [validate_warning(item, settings.intake.default_region, now) for item in items]
     valid = [item for item in checked if not isinstance(item, list)]
     try:
-        outcomes = _store_at_once(source, valid, now)
+        outcomes = _store(source, valid, now, accept_warnings)
     except IntegrityError:
         # A concurrent request won a race for a row: again, one warning at a time.
-        outcomes = _store_each(source, valid, now)
+        outcomes = _store(source, valid, now, accept_each)
     results: list[dict[str, Any]] = []
     accepted = iter(outcomes)
     for index, item in enumerate(checked):
@@ -56,36 +56,25 @@ def post_warnings() -> Response:
     return _respond(results, batch)
 
 
-def _store_at_once(source: Caller, valid: list[WarningInput], now: datetime) -> list[Accepted]:
-    """The usual way: one transaction on a bare connection, one INSERT per table."""
+Store = Callable[[Connection, Caller, Sequence[WarningInput], datetime], list[Accepted]]
+
+
+def _store(
+    source: Caller, valid: list[WarningInput], now: datetime, store: Store
+) -> list[Accepted]:
+    """Store the valid warnings in one transaction on a bare connection (a Session's own
+    bookkeeping costs as much as the statements); wake the worker if any is new work."""
     if not valid:
         return []
     svc = services()
     with svc.engine.begin() as conn:
-        outcomes = accept_warnings(conn, source, valid, now)
-        woke = _wake_in_transaction(conn, outcomes)
-    if woke:
+        outcomes = store(conn, source, valid, now)
+        new_work = any(o.status in (Status.CREATED, Status.MERGED) for o in outcomes)
+        if new_work:
+            svc.waker.in_transaction(conn)
+    if new_work:
         svc.waker.after_commit()
     return outcomes
-
-
-def _store_each(source: Caller, valid: list[WarningInput], now: datetime) -> list[Accepted]:
-    """After a lost race: each warning in its own savepoint, reading the winner's rows."""
-    svc = services()
-    with svc.sessions.begin() as session:
-        outcomes = accept_each(session, source, valid, now)
-        woke = _wake_in_transaction(session, outcomes)
-    if woke:
-        svc.waker.after_commit()
-    return outcomes
-
-
-def _wake_in_transaction(db: Session | Connection, outcomes: list[Accepted]) -> bool:
-    """Wake the worker if any warning is new work; True if it must also be woken after commit."""
-    if not any(o.status in (Status.CREATED, Status.MERGED) for o in outcomes):
-        return False
-    services().waker.in_transaction(db)
-    return True
 
 
 def _parse(body: bytes) -> Any:

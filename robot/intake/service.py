@@ -285,10 +285,14 @@ def accept_warnings(
 
 
 def accept_each(
-    session: Session, source: Caller, warnings: Sequence[WarningInput], now: datetime
+    conn: Connection, source: Caller, warnings: Sequence[WarningInput], now: datetime
 ) -> list[Accepted]:
-    """Store warnings one at a time, each surviving a lost race (the slow, sure way)."""
-    return [accept_warning(session, source, warning, now) for warning in warnings]
+    """Store warnings one at a time in the caller's transaction, each in a savepoint that
+    survives a lost race (the slow, sure way)."""
+    with Session(bind=conn) as session:
+        results = [accept_warning(session, source, warning, now) for warning in warnings]
+        session.flush()
+    return results
 
 
 def _store_many(
