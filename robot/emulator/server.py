@@ -27,7 +27,8 @@ THREADS = 16
 #: Request threads under gunicorn: every worker's placing threads at once. More only add GIL
 #: contention (waitress with 16 threads under the bench's 16 connections: 47 CPU-ms a create).
 GUNICORN_THREADS = 8
-#: Longest wait of the server's loop; bounds how long ``stop()`` takes.
+#: Longest wait of the server's loop between its housekeeping passes (``stop()`` wakes it
+#: through its trigger and does not wait for this).
 LOOP_TIMEOUT = 0.05
 
 
