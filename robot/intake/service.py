@@ -208,8 +208,12 @@ _STORED_IDS = select(IncomingWarning.external_id, IncomingWarning.case_id).where
 _OPEN_CASE_IDS = (
     select(_cases.c.id).where(_cases.c.open_key.in_(bindparam("keys", expanding=True)))
 ).with_for_update()
-# Ids come back in the order the rows were given.
-_INSERT_CASES = insert(_cases).returning(_cases.c.id, sort_by_parameter_order=True)
+_INSERT_CASE = insert(_cases).returning(_cases.c.id)
+_INSERT_CASES = insert(_cases)
+# A new case's open_key is its number (phone: the same value, typed not-null).
+_NEW_CASE_IDS = select(Case.id, Case.phone).where(
+    Case.open_key.in_(bindparam("keys", expanding=True))
+)
 _INSERT_WARNINGS = insert(_warnings)
 _INSERT_CONTACTS = insert(Base.metadata.tables[Contact.__tablename__])
 _INSERT_EVENTS = insert(Base.metadata.tables[Event.__tablename__])
@@ -349,11 +353,18 @@ def _store_many(
         # the same numbers at once then take the unique index's locks in the same order (in
         # the request's order, PostgreSQL could deadlock them). Ids come back in row order.
         ordered = sorted(new_cases, key=lambda case: case.phone)
-        ids: list[int] = list(
-            conn.execute(_INSERT_CASES, [case.row() for case in ordered]).scalars()
-        )
-        for new_case, case_id in zip(ordered, ids, strict=True):
-            new_case.id = case_id
+        rows = [case.row() for case in ordered]
+        if len(rows) == 1:
+            ordered[0].id = conn.execute(_INSERT_CASE, rows[0]).scalar_one()
+        else:
+            # RETURNING in row order made SQLite insert one row per statement (a thousand
+            # executes a batch). A plain executemany, then the ids by number: every new case's
+            # open_key is its number, unique among open cases.
+            conn.execute(_INSERT_CASES, rows)
+            by_number = {case.phone: case for case in ordered}
+            for chunk in _chunks(list(by_number)):
+                for case_id, number in conn.execute(_NEW_CASE_IDS, {"keys": chunk}):
+                    by_number[number].id = case_id
 
     known = _known_contacts(
         conn, [c.id for c in open_cases.values() if isinstance(c, Case)], warnings
