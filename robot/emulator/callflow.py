@@ -20,7 +20,7 @@ from robot.emulator.interpreter import (
     sleep,
 )
 from robot.emulator.interpreter import run as run_twiml
-from robot.emulator.records import CallRecord, DigitsRecord, Params, Update, WebhookRecord
+from robot.emulator.records import CallRecord, DigitsRecord, Params, Update
 from robot.emulator.scheduler import Simulation
 from robot.emulator.state import EmulatorState
 from robot.emulator.twiml import (
@@ -104,17 +104,7 @@ class CallRun:
 
     def fetch(self, kind: str, url: str, method: str, extra: Params) -> Document | None:
         params = self.voice_params() + extra
-        result = self.state.webhooks.send(url, method, params)
-        record = WebhookRecord(
-            kind,
-            url,
-            method.upper(),
-            params,
-            time.time(),
-            result.status_code,
-            result.error,
-            result.body,
-        )
+        result, record = self.state.webhooks.send_recorded(kind, url, method, params)
         with self.state.lock:
             self.call.documents.append(record)
         if not result.ok:
@@ -364,18 +354,7 @@ class CallRun:
         def deliver() -> None:
             if generation != state.generation:
                 return
-            result = state.webhooks.send(url, method, params)
-            record = WebhookRecord(
-                kind,
-                url,
-                method.upper(),
-                params,
-                time.time(),
-                result.status_code,
-                result.error,
-                result.body,
-                event,
-            )
+            _, record = state.webhooks.send_recorded(kind, url, method, params, event)
             with state.changed:
                 if generation == state.generation:
                     call.callbacks.append(record)

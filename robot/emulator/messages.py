@@ -11,7 +11,7 @@ from werkzeug.datastructures import MultiDict
 from robot.emulator.callees import behaviour_for
 from robot.emulator.errors import ApiError
 from robot.emulator.formats import API_VERSION, is_e164, new_sid
-from robot.emulator.records import MessageRecord, Params, WebhookRecord
+from robot.emulator.records import MessageRecord, Params
 from robot.emulator.scheduler import Simulation
 from robot.emulator.segments import count_segments
 from robot.emulator.state import EmulatorState
@@ -147,17 +147,8 @@ def _set_status(
         def deliver() -> None:
             if generation != state.generation:
                 return
-            result = state.webhooks.send(url, "POST", params)
-            record = WebhookRecord(
-                "sms-status-callback",
-                url,
-                "POST",
-                params,
-                time.time(),
-                result.status_code,
-                result.error,
-                result.body,
-                status,
+            _, record = state.webhooks.send_recorded(
+                "sms-status-callback", url, "POST", params, status
             )
             with state.changed:
                 if generation == state.generation:
@@ -195,17 +186,7 @@ def receive_sms(state: EmulatorState, from_: str, to: str, body: str, url: str) 
         ("SmsStatus", "received"),
         ("To", to),
     ]
-    result = state.webhooks.send(url, "POST", params)
-    record = WebhookRecord(
-        "inbound-sms",
-        url,
-        "POST",
-        params,
-        time.time(),
-        result.status_code,
-        result.error,
-        result.body,
-    )
+    result, record = state.webhooks.send_recorded("inbound-sms", url, "POST", params)
     replies: list[MessageRecord] = []
     with state.changed:
         message = MessageRecord(

@@ -6,6 +6,7 @@ import codecs
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,11 +14,11 @@ from urllib.parse import urlencode
 
 import urllib3
 
+from robot.emulator.records import Params, WebhookRecord
 from robot.emulator.signing import compute_signature
 
 log = logging.getLogger(__name__)
 
-Params = list[tuple[str, str]]
 
 USER_AGENT = "TwilioProxy/1.1"
 #: Left unescaped in GET query strings: WSGI frameworks (werkzeug's ``request.url``) show them
@@ -101,6 +102,24 @@ class WebhookClient:
         content_type = response.headers.get("Content-Type", "")
         text = response.data[:MAX_BODY].decode(_charset(content_type), "replace")
         return WebhookResult(response.status, text, content_type, None)
+
+    def send_recorded(
+        self, kind: str, url: str, method: str, params: Params, event: str = ""
+    ) -> tuple[WebhookResult, WebhookRecord]:
+        """:meth:`send`, and the record of what was sent and what came back."""
+        result = self.send(url, method, params)
+        record = WebhookRecord(
+            kind,
+            url,
+            method.upper(),
+            params,
+            time.time(),
+            result.status_code,
+            result.error,
+            result.body,
+            event,
+        )
+        return result, record
 
     def fetch_media(self, url: str) -> bytes | None:
         """GET an audio file (unsigned, as Twilio fetches media); None when unreachable."""
