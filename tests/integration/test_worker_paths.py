@@ -7,7 +7,7 @@ placement in one UPDATE. These tests run both ways on twin cases and compare the
 
 from __future__ import annotations
 
-import itertools
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -19,8 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from robot import escalation
 from robot.config import Settings
 from robot.dispatch import Claimed, Dispatcher, _Target
+from robot.emulator.server import RunningEmulator, start_emulator_in_thread
+from robot.emulator.settings import EmulatorSettings
 from robot.models import Attempt, Case, Contact, Event, utcnow
-from robot.providers import CallRequest, Receipt, SmsRequest
+from robot.providers import Receipt
+from robot.providers.twilio import TwilioProvider
 from robot.sources import add_source
 
 
@@ -94,29 +97,37 @@ def test_a_review_writes_what_the_orm_review_wrote(
             assert (a.state, a.version, a.updated_at) == (b.state, b.version, b.updated_at)
 
 
-class Recording:
-    def __init__(self) -> None:
-        self.requests: list[CallRequest | SmsRequest] = []
-        self._sids = itertools.count(1)
-
-    def place_call(self, request: CallRequest) -> Receipt:
-        self.requests.append(request)
-        return Receipt(f"CA{next(self._sids):032d}", "queued")
-
-    def send_sms(self, request: SmsRequest) -> Receipt:
-        self.requests.append(request)
-        return Receipt(f"SM{next(self._sids):032d}", "accepted")
+@pytest.fixture
+def placing(settings: Settings) -> Iterator[tuple[Settings, RunningEmulator]]:
+    """Settings that place through the real SDK into an in-thread emulator, pacing off."""
+    emulator = start_emulator_in_thread(
+        EmulatorSettings(
+            account_sid=settings.twilio.account_sid,
+            auth_token=settings.twilio.auth_token,
+            time_scale=200,
+        )
+    )
+    yield (
+        replace(
+            settings,
+            server=replace(settings.server, public_base_url="http://127.0.0.1:9"),
+            twilio=replace(settings.twilio, api_base_url=emulator.base_url),
+            worker=replace(settings.worker, calls_per_second=0, sms_per_second=0),
+        ),
+        emulator,
+    )
+    emulator.stop()
 
 
 @pytest.mark.parametrize("to_contact", [False, True])
 @pytest.mark.parametrize("channel", ["sms", "call"])
 def test_placing_sends_the_request_and_records_the_placement(
-    settings: Settings, sessions: sessionmaker[Session], channel: str, to_contact: bool
+    placing: tuple[Settings, RunningEmulator],
+    sessions: sessionmaker[Session],
+    channel: str,
+    to_contact: bool,
 ) -> None:
-    settings = replace(
-        settings,
-        worker=replace(settings.worker, calls_per_second=0, sms_per_second=0),
-    )
+    settings, emulator = placing
     now = utcnow()
     with sessions.begin() as session:
         source = add_source(session, "placing").source
@@ -136,8 +147,7 @@ def test_placing_sends_the_request_and_records_the_placement(
         session.add(attempt)
         session.flush()
         attempt_id, case_id = attempt.id, case.id
-    provider = Recording()
-    dispatcher = Dispatcher(settings, sessions, provider, "w1")  # type: ignore[arg-type]
+    dispatcher = Dispatcher(settings, sessions, TwilioProvider(settings.twilio), "w1")
     try:
         [claimed] = dispatcher.claim(channel, 10, utcnow())
         assert claimed == Claimed(attempt_id, channel, False)
@@ -149,14 +159,15 @@ def test_placing_sends_the_request_and_records_the_placement(
         case_row = session.get(Case, case_id)
         contact_row = session.get(Contact, row.contact_id) if row and row.contact_id else None
         assert row is not None and case_row is not None
-        [request] = provider.requests
+        # What the provider received, as the emulator recorded it.
         if channel == "sms":
+            [message] = emulator.state.messages.values()
             text = dispatcher.content.text(row.template, case_row, contact_row).text
-            assert isinstance(request, SmsRequest) and request.body == text
+            assert (message.sid, message.to, message.body) == (row.provider_sid, row.to_phone, text)
         else:
-            assert isinstance(request, CallRequest)
-            assert request.twiml_url.endswith(f"/twilio/call/{row.code}/twiml?round=1")
-        assert request.to == row.to_phone
+            [call] = emulator.state.calls.values()
+            assert (call.sid, call.to) == (row.provider_sid, row.to_phone)
+            assert (call.url or "").endswith(f"/twilio/call/{row.code}/twiml?round=1")
         assert (row.state, row.lease_until, row.claimed_by) == ("placed", None, "w1")
         assert row.provider_sid is not None and row.placed_at is not None
         [event] = session.scalars(select(Event).where(Event.attempt_id == attempt_id)).all()
@@ -191,8 +202,7 @@ def test_a_callback_before_the_receipt_keeps_its_state_and_status(
         session.add(attempt)
         session.flush()
         attempt_id, case_id = attempt.id, case.id
-    provider = Recording()
-    dispatcher = Dispatcher(settings, sessions, provider, "w1")  # type: ignore[arg-type]
+    dispatcher = Dispatcher(settings, sessions, TwilioProvider(settings.twilio), "w1")
     try:
         [claimed] = dispatcher.claim("call", 1, utcnow())
         with sessions.begin() as session:
