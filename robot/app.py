@@ -15,6 +15,7 @@ from werkzeug.routing import IntegerConverter
 
 from robot.config import Settings, load_settings
 from robot.db import create_db_engine, create_session_factory
+from robot.intake.group import GroupWriter
 from robot.wakeup import Waker
 
 
@@ -26,6 +27,8 @@ class Services:
     engine: Engine
     sessions: sessionmaker[Session]
     waker: Waker
+    #: Writes intake requests, grouping those that arrive while another is being written.
+    intake_writer: GroupWriter
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -72,11 +75,13 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     logging.getLogger("robot").setLevel(settings.log_level.upper())
+    waker = Waker(engine)
     app.extensions["robot"] = Services(
         settings=settings,
         engine=engine,
         sessions=create_session_factory(engine),
-        waker=Waker(engine),
+        waker=waker,
+        intake_writer=GroupWriter(engine, waker),
     )
 
     from robot.api import errors

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 
 from robot.api.auth import authenticate, check_signature
 from robot.api.errors import ApiError
 from robot.app import services
 from robot.db import read_connection
-from robot.intake.service import Accepted, Status, accept_each, accept_warnings
-from robot.intake.validation import FieldError, WarningInput, validate_warning
+from robot.intake.service import Accepted, Status
+from robot.intake.validation import FieldError, validate_warning
 from robot.models import utcnow
-from robot.sources import Caller
 
 bp = Blueprint("intake", __name__)
 
@@ -41,11 +36,8 @@ def post_warnings() -> Response:
     now = utcnow()
     checked = [validate_warning(item, settings.intake.default_region, now) for item in items]
     valid = [item for item in checked if not isinstance(item, list)]
-    try:
-        outcomes = _store(source, valid, now, accept_warnings)
-    except IntegrityError:
-        # A concurrent request won a race for a row: again, one warning at a time.
-        outcomes = _store(source, valid, now, accept_each)
+    # Committed when this returns; concurrent small requests share one transaction.
+    outcomes = svc.intake_writer.store(source, valid)
     results: list[dict[str, Any]] = []
     accepted = iter(outcomes)
     for index, item in enumerate(checked):
@@ -54,27 +46,6 @@ def post_warnings() -> Response:
         else:
             results.append(_result(next(accepted), index if batch else None))
     return _respond(results, batch)
-
-
-Store = Callable[[Connection, Caller, Sequence[WarningInput], datetime], list[Accepted]]
-
-
-def _store(
-    source: Caller, valid: list[WarningInput], now: datetime, store: Store
-) -> list[Accepted]:
-    """Store the valid warnings in one transaction on a bare connection (a Session's own
-    bookkeeping costs as much as the statements); wake the worker if any is new work."""
-    if not valid:
-        return []
-    svc = services()
-    with svc.engine.begin() as conn:
-        outcomes = store(conn, source, valid, now)
-        new_work = any(o.status in (Status.CREATED, Status.MERGED) for o in outcomes)
-        if new_work:
-            svc.waker.in_transaction(conn)
-    if new_work:
-        svc.waker.after_commit()
-    return outcomes
 
 
 def _parse(body: bytes) -> Any:

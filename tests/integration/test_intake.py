@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from robot.app import Services, create_app
+from robot.config import Settings
 from robot.models import Case, Contact, Event, IncomingWarning
 from robot.sources import NewSource, add_source, body_signature, revoke_source
 
@@ -138,12 +142,26 @@ def test_a_closed_case_does_not_absorb_new_warnings(
     assert second["case_id"] != first["case_id"]
 
 
-def _race(client_factory: Any, auth: dict[str, str], bodies: list[Any]) -> list[Any]:
+@pytest.fixture
+def two_processes(app: Flask, settings: Settings) -> Iterator[list[Flask]]:
+    """The app and a second one on its own engine and intake writer, as two web processes are:
+    within one process the intake writer serialises writes, so races happen between processes."""
+    other = create_app(settings)
+    yield [app, other]
+    services(other).engine.dispose()
+
+
+def services(app: Flask) -> Services:
+    found: Services = app.extensions["robot"]
+    return found
+
+
+def _race(apps: list[Flask], auth: dict[str, str], bodies: list[Any]) -> list[Any]:
     barrier = threading.Barrier(len(bodies))
     results: list[Any] = [None] * len(bodies)
 
     def send(i: int) -> None:
-        client = client_factory()
+        client = apps[i % len(apps)].test_client()
         barrier.wait()
         response = client.post("/api/v1/warnings", json=bodies[i], headers=auth)
         results[i] = (response.status_code, response.get_json())
@@ -157,9 +175,9 @@ def _race(client_factory: Any, auth: dict[str, str], bodies: list[Any]) -> list[
 
 
 def test_concurrent_duplicates_make_one_case(
-    app: Flask, auth: dict[str, str], sessions: sessionmaker[Session]
+    two_processes: list[Flask], auth: dict[str, str], sessions: sessionmaker[Session]
 ) -> None:
-    results = _race(app.test_client, auth, [warning()] * 8)
+    results = _race(two_processes, auth, [warning()] * 8)
     statuses = sorted(code for code, _ in results)
     assert statuses == [200] * 7 + [202]
     assert len({body["case_id"] for _, body in results}) == 1
@@ -168,10 +186,10 @@ def test_concurrent_duplicates_make_one_case(
 
 
 def test_concurrent_warnings_for_one_number_share_one_case(
-    app: Flask, auth: dict[str, str], sessions: sessionmaker[Session]
+    two_processes: list[Flask], auth: dict[str, str], sessions: sessionmaker[Session]
 ) -> None:
     bodies = [warning(external_id=f"w-{i}", risk=("high" if i == 3 else "low")) for i in range(6)]
-    results = _race(app.test_client, auth, bodies)
+    results = _race(two_processes, auth, bodies)
     assert all(code == 202 for code, _ in results)
     assert sorted(body["status"] for _, body in results) == ["created"] + ["merged"] * 5
     assert count(sessions, Case) == 1

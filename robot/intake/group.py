@@ -1,0 +1,142 @@
+"""Group commit for the intake: requests that arrive while a transaction is writing share the next.
+
+A single-warning request cost five or six times a no-op request, and most of it was per
+transaction, not per warning: BEGIN and COMMIT, the look-ups of stored ids and open cases, the
+fixed cost of each INSERT, and on SQLite the wait for the write lock. The batch path stores a
+warning for a fraction of that. So each web process has one :class:`GroupWriter`. A request puts
+its checked warnings in the queue and waits for the process's write lock. The first to get it
+(the leader) takes everything queued, stores it through :func:`accept_warnings` in one
+transaction, and hands each request its own results. No extra thread and no timer: a request
+alone is written at once, as before, and a group only forms while another write is under way.
+
+Nothing is answered before it is committed: every request's results are set only after its
+group's COMMIT. If the group fails, for a lost race (IntegrityError) or anything else, each
+request of it is written again on its own, exactly as it would have been without grouping, so one
+request's trouble never becomes another's.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from robot.intake.service import Accepted, Status, accept_each, accept_warnings
+from robot.intake.validation import WarningInput
+from robot.models import utcnow
+from robot.sources import Caller
+from robot.wakeup import Waker
+
+Store = Callable[[Connection, Caller, Sequence[WarningInput], datetime], list[Accepted]]
+
+#: Requests with more warnings than this are written on their own: a big batch would keep small
+#: requests waiting behind its write (and it gains nothing from company).
+GROUP_MAX_WARNINGS = 50
+
+
+class _Pending:
+    """One request's warnings, waiting to be written; then its results or its error."""
+
+    __slots__ = ("done", "error", "results", "source", "warnings")
+
+    def __init__(self, source: Caller, warnings: Sequence[WarningInput]) -> None:
+        self.source = source
+        self.warnings = warnings
+        self.results: list[Accepted] = []
+        self.error: Exception | None = None
+        self.done = False
+
+
+class GroupWriter:
+    """Store checked warnings for the threads of one process, a group per transaction."""
+
+    def __init__(self, engine: Engine, waker: Waker) -> None:
+        self._engine = engine
+        self._waker = waker
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
+        # Held by the leader for the whole write; the others queue on it, and find their
+        # request done (or become the next leader) when they get it.
+        self._write_lock = threading.Lock()
+
+    def store(self, source: Caller, warnings: Sequence[WarningInput]) -> list[Accepted]:
+        """Store the warnings and return once they are committed; raise if they could not be."""
+        if not warnings:
+            return []
+        pending = _Pending(source, warnings)
+        if len(warnings) > GROUP_MAX_WARNINGS:
+            self._write_alone(pending, utcnow())
+        else:
+            with self._queue_lock:
+                self._queue.append(pending)
+            with self._write_lock:
+                if not pending.done:
+                    with self._queue_lock:
+                        group, self._queue = self._queue, []
+                    self._write_group(group)
+        if pending.error is not None:
+            raise pending.error
+        return pending.results
+
+    def _write_group(self, group: list[_Pending]) -> None:
+        now = utcnow()
+        try:
+            if len(group) == 1:
+                self._write_alone(group[0], now)
+                return
+            try:
+                self._transaction(group, now, accept_warnings)
+            except Exception:
+                # A lost race, or a fault of one request: each one on its own, as if alone.
+                for pending in group:
+                    pending.results = []
+                    self._write_alone(pending, now)
+        finally:
+            for pending in group:
+                pending.done = True
+
+    def _write_alone(self, pending: _Pending, now: datetime) -> None:
+        try:
+            try:
+                self._transaction([pending], now, accept_warnings)
+            except IntegrityError:
+                # A concurrent request won a race for a row: again, one warning at a time.
+                self._transaction([pending], now, accept_each)
+        except Exception as exc:  # handed to the request's own thread, which raises it
+            pending.error = exc
+
+    def _transaction(self, group: list[_Pending], now: datetime, store: Store) -> None:
+        """Write every request of the group in one transaction; results are set after COMMIT."""
+        results: list[list[Accepted]] = []
+        new_work = False
+        with self._engine.begin() as conn:
+            # One call per source, over its requests in arrival order: the same results as the
+            # requests one after another (accept_warnings treats a later warning exactly as a
+            # later request would), for the cost of one.
+            for source, members in _by_source(group):
+                combined = [w for member in members for w in member.warnings]
+                outcomes = iter(store(conn, source, combined, now))
+                for member in members:
+                    mine = [next(outcomes) for _ in member.warnings]
+                    results.append(mine)
+                    new_work = new_work or any(
+                        o.status in (Status.CREATED, Status.MERGED) for o in mine
+                    )
+            if new_work:
+                self._waker.in_transaction(conn)
+        if new_work:
+            self._waker.after_commit()
+        ordered = [member for _, members in _by_source(group) for member in members]
+        for member, mine in zip(ordered, results, strict=True):
+            member.results = mine
+
+
+def _by_source(group: list[_Pending]) -> list[tuple[Caller, list[_Pending]]]:
+    """The group's requests by source, sources and requests in order of arrival."""
+    by_id: dict[int, tuple[Caller, list[_Pending]]] = {}
+    for pending in group:
+        by_id.setdefault(pending.source.id, (pending.source, []))[1].append(pending)
+    return list(by_id.values())

@@ -1,0 +1,227 @@
+"""Group commit of the intake, on SQLite and PostgreSQL: requests that queue while a write is
+under way share the next transaction, and each still gets exactly what it would alone.
+
+A group is formed deterministically by holding the writer's lock (as a write in progress does)
+while the requests queue, then letting go.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import Connection, Engine, event, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+import robot.intake.group as group_module
+from robot.app import Services
+from robot.intake.group import GROUP_MAX_WARNINGS, GroupWriter
+from robot.models import Case, Event, IncomingWarning
+from robot.sources import add_source
+
+from .test_intake import warning
+
+
+def _writer(app: Flask) -> GroupWriter:
+    services: Services = app.extensions["robot"]
+    return services.intake_writer
+
+
+@contextmanager
+def commits(engine: Engine) -> Iterator[list[int]]:
+    """Count the transactions committed on the engine meanwhile."""
+    seen = [0]
+
+    def on_commit(conn: Connection) -> None:
+        seen[0] += 1
+
+    event.listen(engine, "commit", on_commit)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "commit", on_commit)
+
+
+class Queued:
+    """Requests sent from threads while the writer is held, so that they form one group."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.writer = _writer(app)
+        self.threads: list[threading.Thread] = []
+        self.answers: list[tuple[int, dict[str, Any]]] = []
+
+    def __enter__(self) -> Queued:
+        self.writer._write_lock.acquire()
+        return self
+
+    def send(self, auth: dict[str, str], body: Any) -> None:
+        """Send one request and wait until it is queued, so the order of the group is known."""
+        slot = len(self.answers)
+        self.answers.append((0, {}))
+        client = self.app.test_client()
+
+        def run() -> None:
+            response = client.post("/api/v1/warnings", json=body, headers=auth)
+            self.answers[slot] = (response.status_code, response.get_json())
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        self.threads.append(thread)
+        deadline = time.monotonic() + 10
+        while len(self.writer._queue) <= slot:
+            assert time.monotonic() < deadline, "the request never reached the queue"
+            time.sleep(0.001)
+
+    def __exit__(self, *exc: object) -> None:
+        self.writer._write_lock.release()
+        for thread in self.threads:
+            thread.join(30)
+            assert not thread.is_alive()
+
+
+def count(sessions: sessionmaker[Session], model: Any) -> int:
+    with sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_requests_queued_during_a_write_share_one_transaction(
+    app: Flask, engine: Engine, auth: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    numbers = ["+8613800138001", "+8613800138002", "+8613800138003", "+8613800138004"]
+    with commits(engine) as committed, Queued(app) as queued:
+        for i, number in enumerate(numbers):
+            queued.send(auth, warning(external_id=f"w-{i}", phone=number))
+    assert committed == [1]
+    assert [code for code, _ in queued.answers] == [202] * 4
+    assert [body["status"] for _, body in queued.answers] == ["created"] * 4
+    with sessions() as session:
+        phones = dict(session.execute(select(Case.id, Case.phone)).all())
+        # Each request is answered with its own case.
+        assert [phones[body["case_id"]] for _, body in queued.answers] == numbers
+    assert count(sessions, IncomingWarning) == 4
+
+
+def test_a_group_answers_each_request_as_if_it_came_alone(
+    app: Flask, auth: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        bank = add_source(session, "bank")
+    bank_auth = {"Authorization": f"Bearer {bank.api_key}"}
+    with Queued(app) as queued:
+        queued.send(auth, warning(external_id="a", risk="low"))
+        queued.send(auth, warning(external_id="a", risk="high"))  # a repeat: duplicate
+        queued.send(auth, warning(external_id="b", risk="high"))  # same number: merged
+        queued.send(bank_auth, warning(external_id="a"))  # another source's own "a"
+        queued.send(auth, warning(external_id="c", phone="+8613900139000"))
+    (c1, first), (c2, repeat), (c3, merged), (c4, bank_a), (c5, other) = queued.answers
+    case_id = first["case_id"]
+    assert (c1, first["status"]) == (202, "created")
+    assert (c2, repeat) == (200, {"status": "duplicate", "http_status": 200, "case_id": case_id})
+    assert (c3, merged["status"], merged["case_id"]) == (202, "merged", case_id)
+    assert (c4, bank_a["status"], bank_a["case_id"]) == (202, "merged", case_id)
+    assert (c5, other["status"]) == (202, "created")
+    assert other["case_id"] != case_id
+    with sessions() as session:
+        case = session.get(Case, case_id)
+        assert case is not None
+        assert case.risk == "high"  # raised by "b"; the duplicate changed nothing
+        kinds = [
+            e.kind
+            for e in session.scalars(
+                select(Event).where(Event.case_id == case_id).order_by(Event.id)
+            )
+        ]
+        assert kinds == [
+            "case.opened",
+            "warning.received",
+            "case.merged",
+            "warning.received",
+            "case.merged",
+            "warning.received",
+        ]
+    assert count(sessions, IncomingWarning) == 4
+
+
+Store = Callable[[Connection, Any, Sequence[Any], Any], Any]
+
+
+def test_a_group_that_fails_is_written_request_by_request(
+    app: Flask,
+    engine: Engine,
+    auth: dict[str, str],
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A race lost to another process can't be timed from a test; a group write that raises
+    # IntegrityError, as the lost race does, stands in for it. Alone, each request succeeds.
+    real: Store = group_module.accept_warnings
+
+    def lose_races_in_groups(
+        conn: Connection, source: Any, warnings: Sequence[Any], now: Any
+    ) -> Any:
+        if len(warnings) > 1:
+            raise IntegrityError("INSERT", {}, Exception("duplicate key (simulated race)"))
+        return real(conn, source, warnings, now)
+
+    monkeypatch.setattr(group_module, "accept_warnings", lose_races_in_groups)
+    with commits(engine) as committed, Queued(app) as queued:
+        queued.send(auth, warning(external_id="a", phone="+8613800138001"))
+        queued.send(auth, warning(external_id="b", phone="+8613800138002"))
+        queued.send(auth, warning(external_id="a", phone="+8613800138001"))
+    assert committed == [3]  # the group's own transaction was rolled back
+    statuses = [(code, body["status"]) for code, body in queued.answers]
+    assert statuses == [(202, "created"), (202, "created"), (200, "duplicate")]
+    assert queued.answers[2][1]["case_id"] == queued.answers[0][1]["case_id"]
+    assert count(sessions, IncomingWarning) == 2
+    assert count(sessions, Case) == 2
+
+
+def test_a_database_failure_reaches_every_request_of_the_group_and_stores_nothing(
+    app: Flask,
+    auth: dict[str, str],
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail(*args: Any) -> Any:
+        raise OperationalError("INSERT", {}, Exception("the disk is full (simulated)"))
+
+    monkeypatch.setattr(group_module, "accept_warnings", fail)
+    with Queued(app) as queued:
+        queued.send(auth, warning(external_id="a", phone="+8613800138001"))
+        queued.send(auth, warning(external_id="b", phone="+8613800138002"))
+    for code, body in queued.answers:
+        assert code == 500
+        assert body["error"]["code"] == "internal_error"
+        assert "not applied" in body["error"]["message"]
+    assert count(sessions, IncomingWarning) == 0
+
+
+def test_a_large_batch_does_not_wait_for_the_group(
+    app: Flask, auth: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    body = {
+        "warnings": [
+            warning(external_id=f"w-{i}", phone=f"+86138001{i:05d}")
+            for i in range(GROUP_MAX_WARNINGS + 1)
+        ]
+    }
+    answer: list[int] = []
+    client = app.test_client()
+    thread = threading.Thread(
+        target=lambda: answer.append(
+            client.post("/api/v1/warnings", json=body, headers=auth).status_code
+        )
+    )
+    writer = _writer(app)
+    with writer._write_lock:  # a small request's write in progress
+        thread.start()
+        thread.join(30)
+        assert answer == [202]
+    assert count(sessions, IncomingWarning) == GROUP_MAX_WARNINGS + 1
