@@ -40,6 +40,9 @@ class Config:
     intake_requests: int = 3000
     batch_size: int = 1000
     batches: int = 20
+    #: Batches in flight at once: two per web process, so that one can parse and check while
+    #: the other waits on the database (with one each, a process idles during every write).
+    batch_concurrency: int = 4
     dial_rate: float = 100.0
     dial_seconds: float = 15.0
     #: A light load too: the latency of the path itself, apart from any backlog.
@@ -286,7 +289,7 @@ class Bench:
                 batches.append(build("POST", url, body, auth, "application/json"))
             spy = self.profiled(web, f"intake-batch-{kind}", 3)
             meter = Meter(web=web)
-            run = closed(web.url, batches, 2)
+            run = closed(web.url, batches, cfg.batch_concurrency)
             _wait(spy)
             accepted = sum(
                 json.loads(s.body).get("accepted", 0) for s in run.samples if s.status == 202
@@ -297,6 +300,7 @@ class Bench:
             batch = {
                 "batch_size": cfg.batch_size,
                 "requests": len(batches),
+                "connections": cfg.batch_concurrency,
                 "accepted": accepted,
                 "committed": committed,
                 "errors": run.errors,
