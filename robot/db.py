@@ -72,9 +72,10 @@ def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
         # Take the write lock up front: a deferred transaction that later writes can fail
         # with "database is locked" instead of waiting its turn. A session that only reads
         # (read_session) needs no lock in WAL mode: it would only queue behind the writers.
+        dbapi_connection = conn.connection.dbapi_connection
         if conn.get_execution_options().get(READ_ONLY_OPTION):
-            conn.exec_driver_sql("BEGIN")
-        elif not _begin_immediate(conn.connection.dbapi_connection, busy_timeout):
+            dbapi_connection.execute("BEGIN")  # straight to sqlite3, as below (a few µs less)
+        elif not _begin_immediate(dbapi_connection, busy_timeout):
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # still locked: wait as SQLite does, or fail
 
 

@@ -282,9 +282,13 @@ def accept_warnings(
     if not warnings:
         return []
     # Merges change ORM Case objects: a Session joined to the caller's transaction writes them.
-    with Session(bind=conn) as session:
-        results = _store_many(conn, session, source, warnings, now)
-        session.flush()
+    # Only then: setting one up and flushing it cost a tenth of a single new warning.
+    merging = _MergeSession(conn)
+    try:
+        results = _store_many(conn, merging, source, warnings, now)
+        merging.flush()
+    finally:
+        merging.close()
     return results
 
 
@@ -299,9 +303,30 @@ def accept_each(
     return results
 
 
+class _MergeSession:
+    """A Session on the caller's connection, opened only when a warning merges into a case."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._session: Session | None = None
+
+    def cases(self, ids: Sequence[int]) -> list[Case]:
+        if self._session is None:
+            self._session = Session(bind=self._conn)
+        return list(self._session.scalars(select(Case).where(Case.id.in_(ids))))
+
+    def flush(self) -> None:
+        if self._session is not None:
+            self._session.flush()
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+
 def _store_many(
     conn: Connection,
-    session: Session,
+    merging: _MergeSession,
     source: Caller,
     warnings: Sequence[WarningInput],
     now: datetime,
@@ -321,7 +346,7 @@ def _store_many(
         open_ids.extend(conn.scalars(_OPEN_CASE_IDS, {"keys": chunk}))
     for chunk in _chunks(open_ids):
         # Only merges need the case itself, as an ORM object: accept_warnings flushes it.
-        for found in session.scalars(select(Case).where(Case.id.in_(chunk))):
+        for found in merging.cases(chunk):
             if found.open_key is not None:
                 open_cases[found.open_key] = found
 
