@@ -5,6 +5,13 @@ such a request in loading and flushing ORM objects (the attempt, its case, an ev
 path reads the attempt's row once, applies the callback to a plain copy, and writes only the
 columns that changed, the timeline events and, when the attempt finished, the case's review
 mark. The rules themselves live in :mod:`robot.webhooks.outcomes`, shared with the ORM paths.
+
+On PostgreSQL every statement is a round trip, and a transaction adds two more (psycopg sends
+BEGIN and COMMIT on their own). So the callback reads the row outside a transaction and
+writes everything in one statement (UPDATE … RETURNING, the events' INSERT, the case's touch
+and the wake-up NOTIFY as CTEs of one query, atomic on its own) whose UPDATE only matches if
+the row is still exactly what the rules were applied to. If another writer changed the row in
+between, nothing is written and the callback is applied again under a row lock, as before.
 """
 
 from __future__ import annotations
@@ -15,12 +22,23 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Update, bindparam, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    Update,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 
 from robot.app import services
 from robot.db import is_postgres
 from robot.models import Attempt, Base, Case, Event, utcnow
 from robot.timeline import event_row
+from robot.wakeup import CHANNEL
 
 #: The actor of every event a provider callback leaves.
 PROVIDER = "provider"
@@ -54,6 +72,10 @@ class AttemptRow:
 
 
 _COLUMNS = [_attempts.c[f.name] for f in fields(AttemptRow)]
+_NAMES = tuple(c.name for c in _COLUMNS)
+#: Everything the rules may read: the one-statement write only applies if none of it moved.
+_COMPARED = tuple(_COLUMNS[1:])
+assert _NAMES[0] == "id"
 
 
 @dataclass(frozen=True)
@@ -89,6 +111,7 @@ _TOUCH_CASE = (
     )
 )
 _ADD_EVENTS = insert(_events)
+_EVENT_COLUMNS = ("case_id", "kind", "actor", "data", "attempt_id", "at")
 
 
 @functools.cache
@@ -101,6 +124,54 @@ def _update_attempt(changed: tuple[str, ...]) -> Update:
     )
 
 
+@functools.cache
+def _write_all(changed: tuple[str, ...], events: int, finished: bool, wake: bool) -> Select[Any]:
+    """PostgreSQL: the whole write as one statement; its one row says whether it applied.
+
+    UPDATE attempts (only if every compared column still holds what was read) RETURNING id,
+    then for each returned row: the events, the case's review mark, the NOTIFY.
+    """
+    attempt = (
+        update(_attempts)
+        .where(
+            _attempts.c.id == bindparam("attempt_id"),
+            *(c.is_not_distinct_from(bindparam(f"old_{c.name}", type_=c.type)) for c in _COMPARED),
+        )
+        # Prefixed names: a parameter named like a column of any table in the statement
+        # would be added to that table's SET by SQLAlchemy (cases.state, for one).
+        .values({name: bindparam(f"new_{name}", type_=_attempts.c[name].type) for name in changed})
+        .returning(_attempts.c.id, _attempts.c.case_id)
+        .cte("changed_attempt")
+    )
+    ctes = []
+    for i in range(events):
+        row = [
+            bindparam(f"e{i}_{name}", type_=_events.c[name].type)
+            for name in ("kind", "actor", "data", "at")
+        ]
+        values = select(attempt.c.case_id, *row[:3], attempt.c.id, row[3])
+        columns = ["case_id", "kind", "actor", "data", "attempt_id", "at"]
+        ctes.append(insert(_events).from_select(columns, values).cte(f"event_{i}"))
+    if finished:
+        touch = (
+            update(_cases)
+            .where(_cases.c.id == attempt.c.case_id)
+            .values(
+                updated_at=bindparam("now"),
+                version=_cases.c.version + 1,
+                next_review_at=bindparam("now"),
+            )
+        )
+        ctes.append(touch.cte("touched_case"))
+    applied = select(func.count()).select_from(attempt).scalar_subquery()
+    if not wake:
+        return select(applied).add_cte(*ctes)
+    # A plain SELECT in a WITH only runs if the query reads it (data-modifying CTEs always run).
+    notify = select(func.pg_notify(literal(CHANNEL), literal(""))).select_from(attempt).cte("woke")
+    woke = select(func.count()).select_from(notify).scalar_subquery()
+    return select(applied, woke).add_cte(*ctes)
+
+
 def apply_status(
     code: str,
     params: Mapping[str, str],
@@ -108,46 +179,88 @@ def apply_status(
     kind: str,
     on_finished: Callable[[Applied], None] | None = None,
 ) -> None:
-    """Apply one status callback for the attempt ``code`` in one transaction."""
+    """Apply one status callback for the attempt ``code``, atomically."""
     svc = services()
-    wake = False
-    # A bare connection, not a Session: the Session's own bookkeeping costs as much as the
-    # statements here. Callers that need the ORM join this transaction (see Applied.conn).
-    with svc.engine.begin() as conn:
-        read = _READ_LOCKED if is_postgres(conn) else _READ
-        row = conn.execute(read, {"code": code}).first()
-        if row is None:
-            return  # not ours (or long gone): Twilio gets its 200 and stops retrying
-        values: tuple[Any, ...] = tuple(row)
-        attempt = AttemptRow(*values[: len(_COLUMNS)])
-        case_phone: str = values[-2]
-        next_review_at: datetime | None = values[-1]
-        before = [getattr(attempt, c.name) for c in _COLUMNS]
-        now = utcnow()
-        if not rule(attempt, params, now):
-            return  # a repeat, or older than what we have
-        changed = {
-            c.name: getattr(attempt, c.name)
-            for c, old in zip(_COLUMNS, before, strict=True)
-            if getattr(attempt, c.name) != old
-        }
-        conn.execute(_update_attempt(tuple(changed)), {"attempt_id": attempt.id, **changed})
-        events = [event_row(attempt.case_id, kind, PROVIDER, params, attempt_id=attempt.id, at=now)]
-        if attempt.outcome is not None:
-            data = {"channel": attempt.channel, "outcome": attempt.outcome}
-            done = event_row(
+    wake: bool | None = None
+    if is_postgres(svc.engine):
+        # Outside a transaction: one round trip to read, one to write.
+        with svc.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            wake = _apply(conn, code, params, rule, kind, on_finished, locked=False)
+    if wake is None:
+        # SQLite; or another writer changed the attempt between the read and the write:
+        # apply the callback again, this time to the row locked in a transaction.
+        with svc.engine.begin() as conn:
+            wake = _apply(conn, code, params, rule, kind, on_finished, locked=True)
+    if wake:
+        svc.waker.after_commit()  # SQLite: a datagram (PostgreSQL notified in the write)
+
+
+def _apply(
+    conn: Connection,
+    code: str,
+    params: Mapping[str, str],
+    rule: Rule,
+    kind: str,
+    on_finished: Callable[[Applied], None] | None,
+    *,
+    locked: bool,
+) -> bool | None:
+    """Read, apply ``rule``, write; whether to wake the worker, or None if the row moved.
+
+    Unlocked (PostgreSQL, autocommit), None means nothing was written: apply it again locked.
+    """
+    postgres = is_postgres(conn)
+    read = _READ_LOCKED if postgres and locked else _READ
+    row = conn.execute(read, {"code": code}).first()
+    if row is None:
+        return False  # not ours (or long gone): Twilio gets its 200 and stops retrying
+    values: tuple[Any, ...] = tuple(row)
+    attempt = AttemptRow(*values[: len(_COLUMNS)])
+    case_phone: str = values[-2]
+    next_review_at: datetime | None = values[-1]
+    now = utcnow()
+    if not rule(attempt, params, now):
+        return False  # a repeat, or older than what we have
+    finished = attempt.outcome is not None
+    if finished and on_finished is not None and not locked:
+        return None  # the follow-up may use the ORM: it needs the locked transaction
+    changed = {
+        name: new
+        for name, old, new in zip(
+            _NAMES, values, (getattr(attempt, name) for name in _NAMES), strict=False
+        )
+        if new != old
+    }
+    events = [event_row(attempt.case_id, kind, PROVIDER, params, attempt_id=attempt.id, at=now)]
+    if finished:
+        data = {"channel": attempt.channel, "outcome": attempt.outcome}
+        events.append(
+            event_row(
                 attempt.case_id, "attempt.finished", PROVIDER, data, attempt_id=attempt.id, at=now
             )
-            events.append(done)
-            # The worker applies the policy next (casework.touch, without loading the case).
+        )
+        # The worker applies the policy next (casework.touch, without loading the case).
+        next_review_at = now
+    # Wake the worker only when the case is due for a review now.
+    wake = next_review_at is not None and next_review_at <= now
+    if postgres:
+        bound: dict[str, Any] = {"attempt_id": attempt.id, "now": now}
+        for name, new in changed.items():
+            bound[f"new_{name}"] = new
+        for column, old in zip(_COMPARED, values[1 : len(_COLUMNS)], strict=True):
+            bound[f"old_{column.name}"] = old
+        for i, event in enumerate(events):
+            for name in ("kind", "actor", "data", "at"):
+                bound[f"e{i}_{name}"] = event[name]
+        statement = _write_all(tuple(changed), len(events), finished, wake)
+        if not conn.execute(statement, bound).scalar():
+            return None
+    else:
+        conn.execute(_update_attempt(tuple(changed)), {"attempt_id": attempt.id, **changed})
+        if finished:
             conn.execute(_TOUCH_CASE, {"case_id": attempt.case_id, "now": now})
-            next_review_at = now
         conn.execute(_ADD_EVENTS, events)
-        if attempt.outcome is not None and on_finished is not None:
-            on_finished(Applied(attempt, case_phone, conn, now))
-        # Wake the worker only when the case is due for a review now.
-        wake = next_review_at is not None and next_review_at <= now
-        if wake:
-            svc.waker.in_transaction(conn)
-    if wake:
-        svc.waker.after_commit()
+    if finished and on_finished is not None:
+        on_finished(Applied(attempt, case_phone, conn, now))
+    return wake

@@ -328,3 +328,69 @@ def test_an_undeliverable_text_blocks_sms_only_when_it_is_permanent_and_the_pers
         assert (case.sms_blocked, case.calls_blocked) == ("sms" in blocked, "call" in blocked)
     stops = events(sessions, "channel.blocked")
     assert [e.data for e in stops] == ([{"channels": blocked, "code": error}] if blocked else [])
+
+
+#: The database_url fixture's PostgreSQL case only.
+POSTGRES_ONLY = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+@POSTGRES_ONLY
+def test_a_callback_that_raced_another_write_is_applied_again_to_the_new_row(
+    client: FlaskClient,
+    attempt: Attempt,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL reads the attempt without a lock and writes only if the row is unchanged:
+    a callback that lost a race is applied again, under the lock, to what the winner left.
+    (SQLite reads and writes under its one write lock: there is no such race.)"""
+    from robot.webhooks import calls, status
+
+    raced: list[bool] = []
+    rule = calls.apply_call_status
+
+    def racing_rule(row: Any, params: Any, now: Any) -> bool:
+        if not raced:  # between this callback's read and its write, "in-progress" commits
+            raced.append(True)
+            with sessions.begin() as session:
+                other = session.get(Attempt, attempt.id)
+                assert other is not None
+                other.provider_status, other.last_sequence = "in-progress", 2
+        return rule(row, params, now)
+
+    monkeypatch.setattr(calls, "apply_call_status", racing_rule)
+    path = f"/twilio/call/{attempt.code}/status"
+    assert signed_post(client, path, status_params("ringing", 1)).status_code == 200
+    after = load(sessions, attempt.id)
+    # Seen against the winner's row, "ringing" (seq 1) is older and changes nothing.
+    assert (after.provider_status, after.last_sequence) == ("in-progress", 2)
+    assert events(sessions, "call.status") == []
+    # Then a newer callback applies normally, whichever path it takes.
+    assert (
+        signed_post(client, path, status_params("completed", 3, CallDuration="20")).status_code
+        == 200
+    )
+    done = load(sessions, attempt.id)
+    assert (done.state, done.outcome, done.last_sequence) == ("finished", "answered", 3)
+    assert [e.data["CallStatus"] for e in events(sessions, "call.status")] == ["completed"]
+    assert status.PROVIDER == events(sessions, "attempt.finished")[0].actor
+
+
+@POSTGRES_ONLY
+def test_a_finishing_callback_wakes_the_worker_once_it_is_committed(
+    client: FlaskClient, attempt: Attempt, engine: Any
+) -> None:
+    """LISTEN/NOTIFY (the SQLite wake-up is a datagram, tested with the worker)."""
+    from robot.wakeup import WakeListener
+
+    listener = WakeListener(engine)
+    try:
+        path = f"/twilio/call/{attempt.code}/status"
+        signed_post(client, path, status_params("ringing", 1))
+        assert not listener.wait(0.2)  # progress: the case is not due, nobody is woken
+        signed_post(client, path, status_params("completed", 2, CallDuration="20"))
+        assert listener.wait(2.0)
+    finally:
+        listener.close()
