@@ -91,19 +91,18 @@ _CONTACT_ATTRS = [(prop.key, prop.columns[0]) for prop in Contact.__mapper__.col
 _CASE_CHECK = ("drill", "confirmed_at", "state", "sms_blocked", "calls_blocked", "phone")
 
 #: The attempt, its case and its contact (if any) in one query.
-_LOAD = (
-    select(
-        *(_ATTEMPTS.c[name] for name in _ATTEMPT_COLUMNS),
-        *(column.label(f"case__{key}") for key, column in _CASE_ATTRS),
-        *(column.label(f"contact__{key}") for key, column in _CONTACT_ATTRS),
+_LOAD_ROWS = select(
+    *(_ATTEMPTS.c[name] for name in _ATTEMPT_COLUMNS),
+    *(column.label(f"case__{key}") for key, column in _CASE_ATTRS),
+    *(column.label(f"contact__{key}") for key, column in _CONTACT_ATTRS),
+).select_from(
+    _ATTEMPTS.join(_CASES, _CASES.c.id == _ATTEMPTS.c.case_id).outerjoin(
+        _CONTACTS, _CONTACTS.c.id == _ATTEMPTS.c.contact_id
     )
-    .select_from(
-        _ATTEMPTS.join(_CASES, _CASES.c.id == _ATTEMPTS.c.case_id).outerjoin(
-            _CONTACTS, _CONTACTS.c.id == _ATTEMPTS.c.contact_id
-        )
-    )
-    .where(_ATTEMPTS.c.id == bindparam("id"))
 )
+_LOAD = _LOAD_ROWS.where(_ATTEMPTS.c.id == bindparam("id"))
+#: The same for several attempts at once (a placing thread's share of a claimed batch).
+_LOAD_MANY = _LOAD_ROWS.where(_ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)))
 _LOAD_CASE_CHECK = select(*(_CASES.c[name] for name in _CASE_CHECK)).where(
     _CASES.c.id == bindparam("id")
 )
@@ -130,6 +129,12 @@ _INSERT_EVENT = insert(_EVENTS)
 # --- statements of the claiming path -----------------------------------------------------------
 
 _CHANNELS = (Channel.SMS.value, Channel.CALL.value)
+#: Calls first: the call is what reaches the person at once (time to dial).
+_PLACING_ORDER = (Channel.CALL.value, Channel.SMS.value)
+#: What was read of an attempt's case this long ago (seconds) is read again before placing.
+STALE_AFTER = 0.05
+#: A placing thread records what the provider said at least every this many attempts.
+RECORD_EVERY = 4
 _now = bindparam("now", type_=_ATTEMPTS.c.due_at.type)
 
 
@@ -193,6 +198,16 @@ class _Target:
 
 
 @dataclass(frozen=True, slots=True)
+class _Placed:
+    """An attempt the provider took, not yet recorded."""
+
+    attempt: _Target
+    receipt: Receipt
+    at: datetime
+    adopted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class _CaseCheck:
     """What decides whether an attempt is still to be placed (see ``_stale_reason``)."""
 
@@ -229,6 +244,7 @@ class Dispatcher:
         #: Connections whose transactions only read (no write lock on SQLite; see read_session).
         self._read_engine = self._engine.execution_options(**{READ_ONLY_OPTION: True})
         self._postgres = is_postgres(self._engine)
+        self._threads = threads
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="place")
         self._strikes = False
 
@@ -239,31 +255,42 @@ class Dispatcher:
 
     def claim(self, channel: str, limit: int, now: datetime) -> list[Claimed]:
         """Take up to ``limit`` due attempts of one channel under a lease."""
+        return self.claim_channels((channel,), limit, now)
+
+    def claim_channels(self, channels: Sequence[str], limit: int, now: datetime) -> list[Claimed]:
+        """Take up to ``limit`` due attempts of each channel under a lease, in one transaction
+        (one wait for SQLite's write lock), in the order of ``channels``."""
         lease = now + timedelta(seconds=self.settings.worker.lease_seconds)
+        claimed: list[Claimed] = []
         with self._engine.begin() as conn:
-            if channel == Channel.CALL.value:
-                limit = min(limit, self._free_call_lines(conn))
-            if limit <= 0:
-                return []
-            query = _CLAIM_CANDIDATES_LOCKED if self._postgres else _CLAIM_CANDIDATES
-            candidates = conn.execute(
-                query, {"b_channel": channel, "now": now, "limit": limit}
-            ).all()
-            if not candidates:
-                return []
-            # The WHERE repeats the due condition: on SQLite this UPDATE is the compare-and-swap.
-            won: set[int] = set(
-                conn.execute(
-                    _CLAIM,
-                    {
-                        "ids": [row.id for row in candidates],
-                        "b_channel": channel,
-                        "now": now,
-                        "worker": self.worker_id,
-                        "lease": lease,
-                    },
-                ).scalars()
-            )
+            for channel in channels:
+                claimed += self._claim(conn, channel, limit, now, lease)
+        return claimed
+
+    def _claim(
+        self, conn: Connection, channel: str, limit: int, now: datetime, lease: datetime
+    ) -> list[Claimed]:
+        if channel == Channel.CALL.value:
+            limit = min(limit, self._free_call_lines(conn))
+        if limit <= 0:
+            return []
+        query = _CLAIM_CANDIDATES_LOCKED if self._postgres else _CLAIM_CANDIDATES
+        candidates = conn.execute(query, {"b_channel": channel, "now": now, "limit": limit}).all()
+        if not candidates:
+            return []
+        # The WHERE repeats the due condition: on SQLite this UPDATE is the compare-and-swap.
+        won: set[int] = set(
+            conn.execute(
+                _CLAIM,
+                {
+                    "ids": [row.id for row in candidates],
+                    "b_channel": channel,
+                    "now": now,
+                    "worker": self.worker_id,
+                    "lease": lease,
+                },
+            ).scalars()
+        )
         return [
             # Claimed before (a dead worker's lease, or a timeout that may have created the
             # call after all): the provider is asked before another call is made.
@@ -302,34 +329,62 @@ class Dispatcher:
     # --- placing --------------------------------------------------------------------------------
 
     def run_once(self, now: datetime | None = None) -> int:
-        """Claim and place what is due now; returns how many attempts were handed over."""
+        """Claim and place what is due now; returns how many attempts were handed over.
+
+        Both channels are claimed together and placed side by side, calls first: a new case's
+        call no longer waits for every SMS of the batch before it (time to dial).
+        """
         now = now or utcnow()
-        placed = 0
         ready = self._ready_channels(_CHANNELS, now)
-        for channel in _CHANNELS:
-            if channel not in ready:
-                continue
-            claimed = self.claim(channel, self.settings.worker.batch_size, now)
-            if claimed:
-                placed += sum(self._pool.map(self.place, claimed))
-                # Placing took a while: look again before the next channel (a back-off may
-                # have started meanwhile).
-                ready = self._ready_channels(_CHANNELS, now)
-        return placed
+        channels = [c for c in _PLACING_ORDER if c in ready]
+        if not channels:
+            return 0
+        claimed = self.claim_channels(channels, self.settings.worker.batch_size, now)
+        if not claimed:
+            return 0
+        # One task per thread, each with every n-th attempt (calls stay at the head of each
+        # share): a future and a thread handoff per attempt cost more than a share's one read.
+        n = min(self._threads, len(claimed))
+        shares = [claimed[i::n] for i in range(n)]
+        others = [self._pool.submit(self._place_share, share) for share in shares[1:]]
+        # This thread places the first share itself (a lone new call starts at once).
+        placed = self._place_share(shares[0])
+        return placed + sum(future.result() for future in others)
 
     def place(self, claimed: Claimed) -> int:
-        try:
-            return self._place(claimed)
-        except Exception:  # one bad attempt must not stop the others; its lease will expire
-            log.exception("placing attempt %s failed unexpectedly", claimed.id)
-            return 0
+        return self._place_share([claimed])
 
-    def _place(self, claimed: Claimed) -> int:
-        # One query for the attempt, its case and its contact; a read that takes no write lock.
-        with self._read_engine.connect() as conn:
-            row = conn.execute(_LOAD, {"id": claimed.id}).first()
-        if row is None or row.claimed_by != self.worker_id:
+    def _place_share(self, share: Sequence[Claimed]) -> int:
+        """Place claimed attempts one after the other: their rows read in one query, what the
+        provider said written a few at a time (one transaction, one wait for SQLite's write
+        lock, for up to RECORD_EVERY attempts)."""
+        try:
+            with self._read_engine.connect() as conn:
+                ids = [c.id for c in share]
+                rows = {row.id: row for row in conn.execute(_LOAD_MANY, {"ids": ids})}
+        except Exception:  # the leases expire and another pass takes them
+            log.exception("reading attempts %s failed", [c.id for c in share])
             return 0
+        loaded = time.time()
+        placed = 0
+        done: list[_Placed] = []
+        for claimed in share:
+            try:
+                self._place(claimed, rows.get(claimed.id), loaded, done)
+            except Exception:  # one bad attempt must not stop the others; its lease will expire
+                log.exception("placing attempt %s failed unexpectedly", claimed.id)
+            # Paced, the next attempt may wait for its slot: record what was placed first.
+            if len(done) >= RECORD_EVERY or (done and self.pacer.paced(claimed.channel)):
+                placed += self._record(done)
+                done = []
+        return placed + self._record(done)
+
+    def _place(
+        self, claimed: Claimed, row: Row[Any] | None, loaded: float, done: list[_Placed]
+    ) -> None:
+        """Place one attempt; what the provider said goes to ``done``, to be recorded."""
+        if row is None or row.claimed_by != self.worker_id:
+            return
         attempt = _Target(
             row.id, row.case_id, row.channel, row.purpose, row.to_phone, row.first_claimed_at
         )
@@ -339,7 +394,7 @@ class Dispatcher:
         )
         if stale:
             self._cancel(claimed.id, stale)
-            return 0
+            return
         request = self._request(row)
         if claimed.reclaimed and attempt.channel == Channel.CALL.value and attempt.first_claimed_at:
             # The first claimant died mid-request: the call may exist already. Adopt it.
@@ -347,29 +402,30 @@ class Dispatcher:
                 existing = self.provider.find_call(attempt.to_phone, attempt.first_claimed_at)
             except ProviderError as exc:
                 self._transient(attempt, exc)
-                return 0
+                return
             if existing is not None:
-                self._record_placed(attempt, Receipt(existing.sid, existing.status), adopted=True)
-                return 1
+                receipt = Receipt(existing.sid, existing.status)
+                done.append(_Placed(attempt, receipt, utcnow(), adopted=True))
+                return
         horizon = self.settings.worker.lease_seconds / 2
-        started = time.time()
         for _ in range(10):
             slot = self.pacer.take_slot(attempt.channel, horizon=horizon)
             if slot is None:
                 self._release(attempt.id, "pacing")
-                return 0
+                return
             delay = slot - time.time()
             if delay > 0:
                 time.sleep(delay)
             if not self.pacer.paced(attempt.channel) or time.time() - slot <= LATE_TOLERANCE:
                 break
             # Woke too late for this slot: sending now could crowd the next one. Take another.
-        if time.time() - started > 0.05:
-            # We waited for a slot: the person may have confirmed (or the case closed) meanwhile.
+        if time.time() - loaded > STALE_AFTER:
+            # The row was read a while ago (a wait for a slot, the attempts placed before this
+            # one): the person may have confirmed (or the case closed) meanwhile.
             stale = self._still_needed(attempt)
             if stale:
                 self._cancel(attempt.id, stale)
-                return 0
+                return
         try:
             if isinstance(request, CallRequest):
                 receipt = self.provider.place_call(request)
@@ -383,12 +439,11 @@ class Dispatcher:
                 self._permanent(attempt, exc)
             else:
                 self._transient(attempt, exc)
-            return 0
+            return
         if self._strikes:
             self._strikes = False
             self.pacer.succeeded(attempt.channel)
-        self._record_placed(attempt, receipt)
-        return 1
+        done.append(_Placed(attempt, receipt, utcnow()))
 
     def _still_needed(self, attempt: _Target) -> str | None:
         """The stale reason, read afresh; None when the attempt should still go out."""
@@ -456,24 +511,49 @@ class Dispatcher:
     # --- recording ------------------------------------------------------------------------------
 
     def _record_placed(self, attempt: _Target, receipt: Receipt, *, adopted: bool = False) -> None:
-        now = utcnow()
-        with self._engine.begin() as conn:
-            conn.execute(
-                _MARK_PLACED,
-                {"attempt_id": attempt.id, "sid": receipt.sid, "status": receipt.status, "at": now},
-            )
-            data = {
-                "channel": attempt.channel,
-                "purpose": attempt.purpose,
-                "to": mask(attempt.to_phone),
-                "sid": receipt.sid,
-                "adopted": adopted,
-            }
-            actor = f"worker:{self.worker_id}"
-            row = event_row(
-                attempt.case_id, "attempt.placed", actor, data, attempt_id=attempt.id, at=now
-            )
-            conn.execute(_INSERT_EVENT, row)
+        self._record([_Placed(attempt, receipt, utcnow(), adopted)])
+
+    def _record(self, done: Sequence[_Placed]) -> int:
+        """Mark placed attempts placed, each with its event, in one transaction; how many.
+
+        If this fails, the attempts stay claimed: when their leases run out the next claimant
+        asks the provider and adopts the calls (as after a worker that died here).
+        """
+        if not done:
+            return 0
+        actor = f"worker:{self.worker_id}"
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    _MARK_PLACED,
+                    [
+                        {"attempt_id": p.attempt.id, "sid": p.receipt.sid,
+                         "status": p.receipt.status, "at": p.at}
+                        for p in done
+                    ],
+                )  # fmt: skip
+                events = [
+                    event_row(
+                        p.attempt.case_id,
+                        "attempt.placed",
+                        actor,
+                        {
+                            "channel": p.attempt.channel,
+                            "purpose": p.attempt.purpose,
+                            "to": mask(p.attempt.to_phone),
+                            "sid": p.receipt.sid,
+                            "adopted": p.adopted,
+                        },
+                        attempt_id=p.attempt.id,
+                        at=p.at,
+                    )
+                    for p in done
+                ]
+                conn.execute(_INSERT_EVENT, events)
+        except Exception:
+            log.exception("recording placed attempts %s failed", [p.attempt.id for p in done])
+            return 0
+        return len(done)
 
     def _cancel(self, attempt_id: int, reason: str) -> None:
         with self.sessions.begin() as session:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from robot import casework
@@ -53,10 +53,13 @@ _CONTACTS = cast(Table, Contact.__table__)
 _EVENTS = cast(Table, Event.__table__)
 _now = bindparam("now", type_=_CASES.c.next_review_at.type)
 
+#: A case with no attempt yet is due its first review (a new case): it comes first, so that
+#: its warnings are not queued behind the reviews after other cases' callbacks.
+_REVIEWED_BEFORE = exists().where(_ATTEMPTS.c.case_id == _CASES.c.id).label("reviewed_before")
 _DUE_CASES = (
-    select(_CASES.c.id)
+    select(_CASES.c.id, _REVIEWED_BEFORE)
     .where(_CASES.c.next_review_at <= _now)
-    .order_by(_CASES.c.next_review_at)
+    .order_by(_REVIEWED_BEFORE, _CASES.c.next_review_at)
     .limit(bindparam("limit"))
 )
 _CONTACT_COUNT = (
@@ -87,6 +90,8 @@ _READ_ATTEMPTS = (
     .order_by(_ATTEMPTS.c.id)
 )
 _INSERT_ATTEMPT = insert(_ATTEMPTS)
+#: Several at once, their ids returned in the order of the rows.
+_INSERT_ATTEMPTS = insert(_ATTEMPTS).returning(_ATTEMPTS.c.id, sort_by_parameter_order=True)
 _INSERT_EVENT = insert(_EVENTS)
 _SET_NEXT_REVIEW = (
     update(_CASES)
@@ -177,13 +182,15 @@ def apply(session: Session, case: Case, decision: Decision, now: datetime) -> No
     case.next_review_at = decision.next_review_at
 
 
-def _schedule_attempt(
-    conn: Connection, case_id: int, phone: str, action: ScheduleAttempt, now: datetime
+def _schedule_attempts(
+    conn: Connection, case_id: int, phone: str, actions: list[ScheduleAttempt], now: datetime
 ) -> None:
-    """casework.schedule_attempt for the robot, as Core statements: the same row (the model's
-    column defaults apply to both) and the same event."""
-    key = conn.execute(
-        _INSERT_ATTEMPT,
+    """casework.schedule_attempt for the robot, for each action, as Core statements: the same
+    rows (the model's column defaults apply to both) and the same events, in the same order.
+    A new case's SMS and call go in one INSERT, and their events in another."""
+    if not actions:
+        return
+    rows = [
         {
             "case_id": case_id,
             "channel": action.channel.value,
@@ -193,19 +200,33 @@ def _schedule_attempt(
             "due_at": action.due_at,
             "staff_id": None,
             "created_at": now,
-        },
-    ).inserted_primary_key
-    assert key is not None
-    attempt_id = key[0]
-    data = casework.scheduled_event_data(
-        action.channel.value,
-        action.purpose.value,
-        action.template.value,
-        action.due_at,
-        action.reason,
-    )
-    row = event_row(case_id, "attempt.scheduled", ROBOT, data, attempt_id=attempt_id, at=now)
-    conn.execute(_INSERT_EVENT, row)
+        }
+        for action in actions
+    ]
+    if len(rows) == 1:
+        key = conn.execute(_INSERT_ATTEMPT, rows[0]).inserted_primary_key
+        assert key is not None
+        ids = [key[0]]
+    else:
+        ids = list(conn.execute(_INSERT_ATTEMPTS, rows).scalars())
+    events = [
+        event_row(
+            case_id,
+            "attempt.scheduled",
+            ROBOT,
+            casework.scheduled_event_data(
+                action.channel.value,
+                action.purpose.value,
+                action.template.value,
+                action.due_at,
+                action.reason,
+            ),
+            attempt_id=attempt_id,
+            at=now,
+        )
+        for action, attempt_id in zip(actions, ids, strict=True)
+    ]
+    conn.execute(_INSERT_EVENT, events)
 
 
 def _contact_due(decision: Decision, now: datetime) -> datetime:
@@ -226,11 +247,27 @@ def review_due(
     sessions: sessionmaker[Session], settings: Settings, now: datetime, limit: int = 100
 ) -> int:
     """Review every case whose next_review_at has come; one transaction per case."""
+    first, others = due_cases(sessions, now, limit)
+    return review_cases(sessions, settings, [*first, *others], now)
+
+
+def due_cases(
+    sessions: sessionmaker[Session], now: datetime, limit: int = 100
+) -> tuple[list[int], list[int]]:
+    """The cases due a review: (new cases, due their first review; the others), oldest first."""
     engine = sessions.kw["bind"]
-    postgres = is_postgres(engine)
     with engine.connect() as conn:
         conn.execution_options(**{READ_ONLY_OPTION: True})
-        ids = conn.execute(_DUE_CASES, {"now": now, "limit": limit}).scalars().all()
+        rows = conn.execute(_DUE_CASES, {"now": now, "limit": limit}).all()
+    first = [row.id for row in rows if not row.reviewed_before]
+    return first, [row.id for row in rows if row.reviewed_before]
+
+
+def review_cases(
+    sessions: sessionmaker[Session], settings: Settings, ids: Iterable[int], now: datetime
+) -> int:
+    """Review these cases if they are (still) due; one transaction per case."""
+    postgres = is_postgres(sessions.kw["bind"])
     reviewed = 0
     for case_id in ids:
         try:
@@ -270,9 +307,8 @@ def _review_due_case(
     if all(isinstance(a, ScheduleAttempt) and not a.to_contacts for a in decision.actions):
         # Nothing to do (most reviews), or only attempts to schedule (a new case): apply()
         # without the ORM.
-        for action in decision.actions:
-            assert isinstance(action, ScheduleAttempt)
-            _schedule_attempt(conn, case_id, row.phone, action, now)
+        actions = [a for a in decision.actions if isinstance(a, ScheduleAttempt)]
+        _schedule_attempts(conn, case_id, row.phone, actions, now)
         conn.execute(_SET_NEXT_REVIEW, {"case_id": case_id, "next": decision.next_review_at})
         return True
     # Actions go through casework on the ORM case (the row is already ours: locked on

@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import requests
@@ -71,6 +71,7 @@ class Worker:
         self.http = requests.Session()
         self._read_engine = sessions.kw["bind"].execution_options(**{READ_ONLY_OPTION: True})
         self._dirty = threading.Event()
+        self._ticking = threading.Lock()
         #: Set when a tick stopped at its deadline with work still coming: the next tick should
         #: start at once, not at the next poll interval (a backlog lost up to a second per tick).
         self.behind = threading.Event()
@@ -79,13 +80,32 @@ class Worker:
         self._dirty.set()
 
     def tick(self) -> int:
-        """Do everything that is due; loop while there is more (a wake-up may come meanwhile)."""
+        """Do everything that is due; loop while there is more (a wake-up may come meanwhile).
+
+        Runs in one thread at a time: called while another thread is in a tick, it only makes
+        that tick go round once more.
+        """
+        if not self._ticking.acquire(blocking=False):
+            self._dirty.set()
+            return 0
+        try:
+            return self._tick()
+        finally:
+            self._ticking.release()
+
+    def _tick(self) -> int:
         done = 0
         deadline = time.monotonic() + 5.0
         while True:
             self._dirty.clear()
             now = utcnow()
-            work = escalation.review_due(self.sessions, self.settings, now)
+            # New cases first, and their warnings placed at once: they wait neither for the
+            # reviews after other cases' callbacks nor for the commands (time to dial).
+            first, others = escalation.due_cases(self.sessions, now)
+            work = escalation.review_cases(self.sessions, self.settings, first, now)
+            if work:
+                work += self.dispatcher.run_once()
+            work += escalation.review_cases(self.sessions, self.settings, others, now)
             work += self.run_commands()
             work += self.dispatcher.run_once()
             done += work
@@ -257,17 +277,21 @@ def run_worker(settings: Settings, *, stop: threading.Event | None = None) -> No
     try:
         while not stop.is_set():
             try:
-                woken = listener.wait(0.1)
+                woken = listener.wait(0.0 if worker.behind.is_set() else 0.1)
             except Exception:  # the LISTEN connection dropped: poll, and listen again later
                 log.warning("wake-up listener failed; polling until it reconnects", exc_info=True)
                 listener = _reconnect(listener, engine, stop, settings.worker.poll_interval)
                 continue
             if woken or worker.behind.is_set():
                 worker.behind.clear()
-                if woken:
-                    worker.wake()
-                # Run the tick now rather than at the next interval.
-                scheduler.modify_job("tick", next_run_time=datetime.now(UTC))
+                # Run the tick now, in this thread: handing it to APScheduler cost two thread
+                # switches (its scheduler, then its executor), each up to a GIL switch interval
+                # on a busy worker, and a wake-up during a tick logged a skipped run. A tick
+                # already running (the interval's) goes round once more instead.
+                try:
+                    worker.tick()
+                except Exception:  # as APScheduler would: log it, the next wake-up tries again
+                    log.exception("tick failed")
     finally:
         log.info("worker %s stopping: finishing in-flight work", worker.worker_id)
         scheduler.shutdown(wait=True)

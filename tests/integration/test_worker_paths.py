@@ -221,3 +221,95 @@ def test_a_callback_before_the_receipt_keeps_its_state_and_status(
         assert (row.state, row.provider_sid, row.provider_status) == ("finished", "CAearly", "busy")
         assert row.lease_until is not None  # untouched: only a claimed attempt is changed
         assert row.placed_at is not None
+
+
+def test_new_cases_come_first_in_the_reviews_due(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    """A case due its first review goes before older reviews (after callbacks, retries)."""
+    now = utcnow()
+    with sessions.begin() as session:
+        source = add_source(session, "order").source
+        old = _case(session, source.id, "+8613800000011", next_review_at=now - timedelta(minutes=5))
+        session.add(
+            Attempt(
+                case_id=old.id,
+                channel="call",
+                purpose="warning",
+                to_phone=old.phone,
+                template="warning_call",
+                due_at=now - timedelta(minutes=6),
+                state="finished",
+            )
+        )
+        new = _case(session, source.id, "+8613800000012", next_review_at=now)
+        later = _case(session, source.id, "+8613800000013", next_review_at=now + timedelta(hours=1))
+        old_id, new_id, later_id = old.id, new.id, later.id
+    assert escalation.due_cases(sessions, now) == ([new_id], [old_id])
+    assert later_id not in escalation.due_cases(sessions, now + timedelta(minutes=1))[1]
+    assert escalation.review_due(sessions, settings, now) == 2
+
+
+class _Recording:
+    """A provider that takes every request and remembers the order they came in."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def place_call(self, request: Any) -> Receipt:
+        self.sent.append(("call", request.to))
+        return Receipt(f"CA{len(self.sent):032d}", "queued")
+
+    def send_sms(self, request: Any) -> Receipt:
+        self.sent.append(("sms", request.to))
+        return Receipt(f"SM{len(self.sent):032d}", "queued")
+
+
+def test_a_batch_is_claimed_calls_first_and_every_placement_is_recorded(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    """Calls are claimed (and so placed) ahead of SMS; placements recorded a few at a time
+    all end up placed, each with its event."""
+    worker = replace(settings.worker, calls_per_second=0, sms_per_second=0, max_concurrent_calls=0)
+    settings = replace(settings, worker=worker)
+    now = utcnow()
+    ids: list[int] = []
+    with sessions.begin() as session:
+        source = add_source(session, "batch").source
+        for i in range(30):
+            case = _case(session, source.id, f"+86138000001{i:02d}")
+            for channel in ("sms", "call"):
+                attempt = Attempt(
+                    case_id=case.id,
+                    channel=channel,
+                    purpose="warning",
+                    to_phone=case.phone,
+                    template=f"warning_{channel}",
+                    due_at=now - timedelta(seconds=1),
+                )
+                session.add(attempt)
+                session.flush()
+                ids.append(attempt.id)
+    provider = _Recording()
+    dispatcher = Dispatcher(settings, sessions, provider, "w1", threads=1)
+    try:
+        claimed = dispatcher.claim_channels(("call", "sms"), 100, utcnow())
+        assert [c.channel for c in claimed] == ["call"] * 30 + ["sms"] * 30
+        with sessions.begin() as session:  # back to scheduled: run_once claims them itself
+            session.execute(
+                update(Attempt).values(
+                    state="scheduled", claimed_by=None, lease_until=None, first_claimed_at=None
+                )
+            )
+        assert dispatcher.run_once() == 60
+    finally:
+        dispatcher.close()
+    assert [kind for kind, _ in provider.sent] == ["call"] * 30 + ["sms"] * 30
+    with sessions() as session:
+        rows = session.scalars(select(Attempt).where(Attempt.id.in_(ids))).all()
+        assert {a.state for a in rows} == {"placed"}
+        assert len({a.provider_sid for a in rows}) == 60
+        placed = session.scalars(
+            select(Event.attempt_id).where(Event.kind == "attempt.placed")
+        ).all()
+        assert sorted(placed) == sorted(ids)
