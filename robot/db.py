@@ -11,7 +11,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from robot.config import DatabaseSettings
 
@@ -45,8 +47,40 @@ def create_db_engine(settings: DatabaseSettings) -> Engine:
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine, settings.sqlite_busy_timeout)
         return engine
-    kwargs.update(pool, pool_pre_ping=True)
-    return create_engine(url, **kwargs)
+    kwargs.update(pool)
+    engine = create_engine(url, **kwargs)
+    _ping_idle_connections(engine)
+    return engine
+
+
+#: A pooled connection unused for longer than this (seconds) is tested before it is handed out.
+PING_AFTER_IDLE = 5.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """SQLAlchemy's pool_pre_ping, only for connections that sat unused in the pool a while.
+
+    pool_pre_ping costs a round trip on every checkout: one of the three a status callback
+    makes, and one for each of the worker's many short transactions. A connection in steady
+    use has just shown it works; one that sat idle may have been cut by a server restart, a
+    failover or a firewall, and is tested first, as pool_pre_ping would. A connection that dies
+    while in use fails its statement, and SQLAlchemy then invalidates the whole pool, so only
+    the work in flight at that moment fails (answered as an error, nothing half-stored).
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the pool replaces the connection and tries again
+            raise DisconnectionError("an idle connection is gone") from exc
 
 
 def _in_memory(url: URL) -> bool:
