@@ -23,7 +23,16 @@ from robot.models import Attempt, IncomingWarning
 
 from . import data
 from .http import Run, basic_auth, build, closed, open_loop, percentile
-from .stack import ACCOUNT_SID, AUTH_TOKEN, Database, Databases, Proc, Stack, cpu_seconds
+from .stack import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    Database,
+    Databases,
+    Proc,
+    Stack,
+    cpu_seconds,
+    named_cpu_seconds,
+)
 
 FROM_NUMBER = "+15005550006"
 #: Emulated seconds per real second: a busy call (3 emulated seconds) ends in 3 ms.
@@ -257,7 +266,7 @@ class Bench:
                 for i in range(cfg.intake_requests)
             ]
             spy = self.profiled(web, f"intake-single-{kind}", 3)
-            meter = Meter(web=web)
+            meter = Meter(kind, web=web)
             run = closed(web.url, reqs, cfg.concurrency)
             _wait(spy)
             accepted = run.count(202)
@@ -288,7 +297,7 @@ class Bench:
                 body = json.dumps({"warnings": items}).encode()
                 batches.append(build("POST", url, body, auth, "application/json"))
             spy = self.profiled(web, f"intake-batch-{kind}", 3)
-            meter = Meter(web=web)
+            meter = Meter(kind, web=web)
             run = closed(web.url, batches, cfg.batch_concurrency)
             _wait(spy)
             accepted = sum(
@@ -344,7 +353,7 @@ class Bench:
             ]
             spy = self.profiled(worker, f"dial{rate:g}-worker-{kind}", seconds)
             spy_web = self.profiled(web, f"dial{rate:g}-web-{kind}", seconds)
-            meter = Meter(web=web, worker=worker, emulator=self.emulator)
+            meter = Meter(kind, web=web, worker=worker, emulator=self.emulator)
             run = open_loop(web.url, reqs, rate)
             _wait(spy)
             _wait(spy_web)
@@ -397,6 +406,7 @@ class Bench:
             cases = data.insert_cases(engine, source_id, backlog, first_phone=400_000, last_digit=6)
             data.insert_attempts(engine, cases, due_at=datetime.now(UTC) - timedelta(seconds=1))
             meter = Meter(
+                kind,
                 emulator=self.emulator,
                 sink=self.noop,
                 **{f"worker{i}": p for i, p in enumerate(procs)},
@@ -434,6 +444,9 @@ class Bench:
             )
             result["emulator_cpu_ms"] = cpu["emulator_cpu_ms"]
             result["sink_cpu_ms"] = cpu["sink_cpu_ms"]
+            for other in ("postgres_cpu_ms", "bench_cpu_ms"):
+                if other in cpu:
+                    result[other] = cpu[other]
             self.log(f"  dispatch [{kind}, {workers} worker(s)]: {result}")
             self.results.setdefault("dispatch", {}).setdefault(kind, {})[str(workers)] = result
             return result
@@ -482,7 +495,7 @@ class Bench:
             closed(web.url, warm, cfg.concurrency)
             timed = reqs[cfg.warmup :]
             spy = self.profiled(web, f"webhooks-{kind}", 3)
-            meter = Meter(web=web)
+            meter = Meter(kind, web=web)
             run = closed(web.url, timed, cfg.concurrency)
             _wait(spy)
             cpu = meter.per(run.count(200))
@@ -614,19 +627,27 @@ class Bench:
 
 
 class Meter:
-    """CPU seconds the given processes (with their children) use from now on."""
+    """CPU seconds the given processes (with their children) use from now on; with ``kind``
+    "postgres", the PostgreSQL server's too, and always the bench's own (the load generator).
+    """
 
-    def __init__(self, **procs: Proc) -> None:
+    def __init__(self, kind: str = "", **procs: Proc) -> None:
         self.procs = procs
+        self.postgres = kind == "postgres"
         self.start = {name: cpu_seconds(p.pid) for name, p in procs.items()}
+        self.start_postgres = named_cpu_seconds("postgres") if self.postgres else 0.0
+        self.start_bench = time.process_time()
 
     def per(self, units: int, suffix: str = "") -> dict[str, float]:
         """CPU milliseconds per unit of work, by process: {"web_cpu_ms": …}."""
-        out = {}
-        for name, proc in self.procs.items():
-            used = cpu_seconds(proc.pid) - self.start[name]
-            out[f"{name}_cpu_ms{suffix}"] = round(used * 1000 / max(units, 1), 3)
-        return out
+        used = {name: cpu_seconds(p.pid) - self.start[name] for name, p in self.procs.items()}
+        if self.postgres:
+            used["postgres"] = named_cpu_seconds("postgres") - self.start_postgres
+        used["bench"] = time.process_time() - self.start_bench
+        return {
+            f"{name}_cpu_ms{suffix}": round(seconds * 1000 / max(units, 1), 3)
+            for name, seconds in used.items()
+        }
 
 
 def _warning(i: int, external_id: str, last_digit: int | None = None) -> bytes:

@@ -103,6 +103,21 @@ def cpu_seconds(pid: int, with_children: bool = True) -> float:
     return total
 
 
+def named_cpu_seconds(name: str) -> float:
+    """CPU time of every live process called ``name`` (the PostgreSQL server and backends)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # ended meanwhile
+        head, _, rest = text.rpartition(")")
+        if head.partition("(")[2] == name:
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """Resident memory now and at its peak (VmRSS, VmHWM), in MB."""
     found: dict[str, float] = {}
