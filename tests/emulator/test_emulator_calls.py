@@ -393,7 +393,9 @@ def test_twiml_verbs(client: Client, emulator: RunningEmulator, service: Service
     assert any(e["status"] == "skipped" for e in detail["events"])
     assert detail["events"][-1]["detail"] == "hangup"
     # ring-free part: 8 s audio + 2 s pause + ~1 s press + ~1 s key + 3 s default play + …
-    assert 14 <= int(detail["duration"]) <= 22
+    # The top allows for the real time of the five document fetches: at 50x, 0.1 s of a busy
+    # machine is 5 emulated seconds (27 was seen under load).
+    assert 14 <= int(detail["duration"]) <= 40
 
 
 def test_gather_action_on_empty_result(
