@@ -168,8 +168,24 @@ _CLAIM = (
     )
     .returning(_ATTEMPTS.c.id)
 )
-#: Is anything due, per channel (a read, before taking the write lock to claim).
-_ANY_DUE = select(*(exists().where(_due(channel)).label(channel) for channel in _CHANNELS))
+_PACING = cast(Table, PacingState.__table__)
+#: What a pass of the worker looks at first, in one read (before taking the write lock to
+#: claim): whether anything is due, per channel; each channel's provider back-off (Unix time);
+#: whether a voicemail command waits on a live call (the partial index ix_attempts_pending_command
+#: makes that a lookup).
+_LOOK = select(
+    *(exists().where(_due(channel)).label(channel) for channel in _CHANNELS),
+    *(
+        select(_PACING.c.backoff_until)
+        .where(_PACING.c.channel == channel)
+        .scalar_subquery()
+        .label(f"backoff_{channel}")
+        for channel in _CHANNELS
+    ),
+    exists()
+    .where(_ATTEMPTS.c.pending_command.is_not(None), _ATTEMPTS.c.provider_sid.is_not(None))
+    .label("command"),
+)
 _LOCK_CALL_PACING = (
     select(PacingState.__table__.c.channel)
     .where(PacingState.__table__.c.channel == Channel.CALL.value)
@@ -183,6 +199,14 @@ _BUSY_CALLS = (
         _ATTEMPTS.c.state.in_((AttemptState.CLAIMED.value, AttemptState.PLACED.value)),
     )
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """What :meth:`Dispatcher.look` found."""
+
+    ready: tuple[str, ...]  #: channels to claim, in placing order
+    command: bool  #: a voicemail command waits on a live call
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,28 +338,33 @@ class Dispatcher:
         busy = conn.scalar(_BUSY_CALLS)
         return cap - int(busy or 0)
 
-    def _ready_channels(self, channels: Sequence[str], now: datetime) -> list[str]:
-        """Of ``channels``, those with a due attempt and no provider back-off, in one read.
+    def look(self, conn: Connection, now: datetime) -> Look:
+        """The channels with a due attempt and no provider back-off (in placing order), and
+        whether a command waits: one statement, on the caller's (read-only) connection.
 
         An idle pass of the worker used to open a write transaction per channel (SQLite's
         write lock included) to find nothing to claim; this read takes no lock.
         """
-        with self._read_engine.connect() as conn:
-            backoff = self.pacer.backoffs(conn)
-            due = conn.execute(_ANY_DUE, {"now": now}).one()._mapping
+        row = conn.execute(_LOOK, {"now": now}).one()._mapping
         clock = time.time()
-        return [c for c in channels if due[c] and backoff.get(c, 0.0) <= clock]
+        ready = tuple(
+            c for c in _PLACING_ORDER if row[c] and float(row[f"backoff_{c}"] or 0.0) <= clock
+        )
+        return Look(ready, bool(row["command"]))
 
     # --- placing --------------------------------------------------------------------------------
 
-    def run_once(self, now: datetime | None = None) -> int:
+    def run_once(self, now: datetime | None = None, ready: Sequence[str] | None = None) -> int:
         """Claim and place what is due now; returns how many attempts were handed over.
 
         Both channels are claimed together and placed side by side, calls first: a new case's
-        call no longer waits for every SMS of the batch before it (time to dial).
+        call no longer waits for every SMS of the batch before it (time to dial). ``ready``:
+        the channels a :meth:`look` just found ready (else they are looked up here).
         """
         now = now or utcnow()
-        ready = self._ready_channels(_CHANNELS, now)
+        if ready is None:
+            with self._read_engine.connect() as conn:
+                ready = self.look(conn, now).ready
         channels = [c for c in _PLACING_ORDER if c in ready]
         if not channels:
             return 0

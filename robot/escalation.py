@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, bindparam, exists, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Table,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
-from robot import casework
+from robot import casework, feedback
 from robot.config import Settings
 from robot.db import READ_ONLY_OPTION, is_postgres
 from robot.models import (
@@ -26,6 +38,7 @@ from robot.models import (
     Risk,
 )
 from robot.policy import (
+    Action,
     AttemptSnapshot,
     CancelRobotAttempts,
     CaseSnapshot,
@@ -72,7 +85,7 @@ _CONTACT_COUNT = (
 _CASE_FIELDS = (
     "id", "risk", "state", "critical", "opened_at", "confirmed_at", "escalated_at",
     "contacts_notified_at", "home_visit_requested_at", "closed_at", "disposition", "timezone",
-    "sms_blocked", "calls_blocked", "phone",
+    "sms_blocked", "calls_blocked", "phone", "source_id",
 )  # fmt: skip
 _ATTEMPT_FIELDS = (
     "id", "channel", "purpose", "state", "outcome", "due_at", "placed_at", "finished_at",
@@ -98,6 +111,33 @@ _SET_NEXT_REVIEW = (
     .where(_CASES.c.id == bindparam("case_id"))
     .values(next_review_at=bindparam("next", type_=_CASES.c.next_review_at.type))
 )
+#: The case after casework.escalate (its touch included) and the review's next_review_at.
+_SET_ESCALATED = (
+    update(_CASES)
+    .where(_CASES.c.id == bindparam("case_id"))
+    .values(
+        state=bindparam("state"),
+        critical=bindparam("critical"),
+        escalated_at=bindparam("escalated_at", type_=_CASES.c.escalated_at.type),
+        updated_at=bindparam("updated_at", type_=_CASES.c.updated_at.type),
+        version=_CASES.c.version + bindparam("touches"),
+        next_review_at=bindparam("next", type_=_CASES.c.next_review_at.type),
+    )
+)
+
+
+@dataclass(slots=True)
+class _CaseChange:
+    """The case as a Core review changes it (what feedback.outbox_rows reads, and more)."""
+
+    id: int
+    source_id: int
+    state: str
+    risk: str
+    critical: bool
+    disposition: str | None
+    escalated_at: datetime | None
+    touches: int = 0
 
 
 def _case_view(case: Case | Row[Any], contact_count: int) -> CaseSnapshot:
@@ -258,7 +298,14 @@ def due_cases(
     engine = sessions.kw["bind"]
     with engine.connect() as conn:
         conn.execution_options(**{READ_ONLY_OPTION: True})
-        rows = conn.execute(_DUE_CASES, {"now": now, "limit": limit}).all()
+        return read_due_cases(conn, now, limit)
+
+
+def read_due_cases(
+    conn: Connection, now: datetime, limit: int = 100
+) -> tuple[list[int], list[int]]:
+    """:func:`due_cases` on the caller's connection (the worker reads more in the same one)."""
+    rows = conn.execute(_DUE_CASES, {"now": now, "limit": limit}).all()
     first = [row.id for row in rows if not row.reviewed_before]
     return first, [row.id for row in rows if row.reviewed_before]
 
@@ -267,30 +314,30 @@ def review_cases(
     sessions: sessionmaker[Session], settings: Settings, ids: Iterable[int], now: datetime
 ) -> int:
     """Review these cases if they are (still) due; one transaction per case."""
-    postgres = is_postgres(sessions.kw["bind"])
+    engine: Engine = sessions.kw["bind"]
+    postgres = is_postgres(engine)
     reviewed = 0
     for case_id in ids:
         try:
-            with sessions.begin() as session:
-                if _review_due_case(session, case_id, settings, now, postgres):
+            # A bare connection: a Session's own bookkeeping cost ~0.1 ms a review, and most
+            # reviews never need it (an ORM one joins this transaction).
+            with engine.begin() as conn:
+                if _review_due_case(conn, case_id, settings, now, postgres):
                     reviewed += 1
         except Exception:
             # One broken case must not hold up every other case and all dispatching: it is
             # logged and looked at again a minute later.
             log.exception("review of case %s failed", case_id)
-            with sessions.begin() as session:
+            with engine.begin() as conn:
                 retry_at = now + timedelta(minutes=1)
-                session.execute(
-                    update(Case).where(Case.id == case_id).values(next_review_at=retry_at)
-                )
+                conn.execute(_SET_NEXT_REVIEW, {"case_id": case_id, "next": retry_at})
     return reviewed
 
 
 def _review_due_case(
-    session: Session, case_id: int, settings: Settings, now: datetime, postgres: bool
+    conn: Connection, case_id: int, settings: Settings, now: datetime, postgres: bool
 ) -> bool:
     """:func:`review_case` for one case if it is still due: False if it is not (or is locked)."""
-    conn = session.connection()
     row = conn.execute(
         _READ_CASE_LOCKED if postgres else _READ_CASE, {"case_id": case_id, "now": now}
     ).first()
@@ -304,16 +351,75 @@ def _review_due_case(
         settings.policy,
         time_scale=settings.time_scale,
     )
-    if all(isinstance(a, ScheduleAttempt) and not a.to_contacts for a in decision.actions):
-        # Nothing to do (most reviews), or only attempts to schedule (a new case): apply()
-        # without the ORM.
-        actions = [a for a in decision.actions if isinstance(a, ScheduleAttempt)]
-        _schedule_attempts(conn, case_id, row.phone, actions, now)
-        conn.execute(_SET_NEXT_REVIEW, {"case_id": case_id, "next": decision.next_review_at})
+    if _core_applies(decision.actions, row):
+        _apply_core(conn, row, decision, now)
         return True
-    # Actions go through casework on the ORM case (the row is already ours: locked on
-    # PostgreSQL, SQLite's write lock held).
-    case = session.get(Case, case_id)
-    assert case is not None
-    apply(session, case, decision, now)
+    # Other actions go through casework on the ORM case, in this transaction (the row is
+    # already ours: locked on PostgreSQL, SQLite's write lock held).
+    with Session(bind=conn) as session:
+        case = session.get(Case, case_id)
+        assert case is not None
+        apply(session, case, decision, now)
+        session.flush()
     return True
+
+
+def _core_applies(actions: Sequence[Action], case: Row[Any]) -> bool:
+    """Whether :func:`_apply_core` can carry out these actions: attempts to the person and
+    escalations of a case that is not closed (reopening one stays with the ORM) — the reviews
+    of a new case, after most callbacks (none at all) and after a busy line."""
+    for action in actions:
+        if isinstance(action, ScheduleAttempt):
+            if action.to_contacts:
+                return False
+        elif not isinstance(action, Escalate) or case.state == CaseState.CLOSED.value:
+            return False
+    return True
+
+
+def _apply_core(conn: Connection, row: Row[Any], decision: Decision, now: datetime) -> None:
+    """:func:`apply` for the actions :func:`_core_applies` accepts, without the ORM: the same
+    rows and events, in the same order."""
+    case = _CaseChange(
+        row.id, row.source_id, row.state, row.risk, row.critical, row.disposition, row.escalated_at
+    )
+    scheduled: list[ScheduleAttempt] = []
+    for action in decision.actions:
+        if isinstance(action, ScheduleAttempt):
+            scheduled.append(action)
+        elif isinstance(action, Escalate):
+            _schedule_attempts(conn, case.id, row.phone, scheduled, now)
+            scheduled = []
+            _escalate(conn, case, action, now)
+    _schedule_attempts(conn, case.id, row.phone, scheduled, now)
+    if not case.touches:
+        conn.execute(_SET_NEXT_REVIEW, {"case_id": case.id, "next": decision.next_review_at})
+        return
+    conn.execute(
+        _SET_ESCALATED,
+        {
+            "case_id": case.id,
+            "state": case.state,
+            "critical": case.critical,
+            "escalated_at": case.escalated_at,
+            "updated_at": now,
+            "touches": case.touches,
+            "next": decision.next_review_at,
+        },
+    )
+
+
+def _escalate(conn: Connection, case: _CaseChange, action: Escalate, now: datetime) -> None:
+    """casework.escalate of a case that is not closed, on ``case`` and the connection (the
+    case's row itself is written once, at the end of the review)."""
+    newly_critical = action.critical and not case.critical
+    if case.state == CaseState.ESCALATED.value and not newly_critical:
+        return
+    case.critical = case.critical or action.critical
+    if case.state != CaseState.ESCALATED.value:
+        case.state = CaseState.ESCALATED.value
+        case.escalated_at = now
+    case.touches += 1  # casework.touch: updated_at, version (its next_review_at is overwritten)
+    data = {"reason": action.reason, "critical": case.critical}
+    conn.execute(_INSERT_EVENT, [event_row(case.id, "case.escalated", ROBOT, data, at=now)])
+    feedback.enqueue_core(conn, case, "case.escalated", {"reason": action.reason}, now)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 
 import requests
-from sqlalchemy import or_, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from robot.config import FeedbackSettings
@@ -17,6 +18,33 @@ from robot.models import Case, IncomingWarning, OutboxMessage, Source, new_code
 from robot.sources import body_signature
 
 log = logging.getLogger(__name__)
+
+
+#: Who hears about a case: every source that fed it a warning and has a callback URL.
+_SOURCES_OF_CASE = (
+    select(Source.id, IncomingWarning.external_id)
+    .join(IncomingWarning, IncomingWarning.source_id == Source.id)
+    .where(IncomingWarning.case_id == bindparam("case_id"), Source.callback_url.is_not(None))
+    .order_by(IncomingWarning.id)
+)
+_INSERT_OUTBOX = insert(cast(Table, OutboxMessage.__table__))
+
+
+class CaseFacts(Protocol):
+    """What a feedback message says of its case (an ORM Case, or a plain copy of its row)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def source_id(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def risk(self) -> str: ...
+    @property
+    def critical(self) -> bool: ...
+    @property
+    def disposition(self) -> str | None: ...
 
 
 def enqueue(
@@ -33,40 +61,68 @@ def enqueue(
     ``private`` (personal data such as an address) goes only to the source that opened the case:
     a source whose warning merged in later must not learn what another source supplied.
     """
-    rows = session.execute(
-        select(Source.id, IncomingWarning.external_id)
-        .join(IncomingWarning, IncomingWarning.source_id == Source.id)
-        .where(IncomingWarning.case_id == case.id, Source.callback_url.is_not(None))
-        .order_by(IncomingWarning.id)
-    ).all()
+    rows = session.execute(_SOURCES_OF_CASE, {"case_id": case.id}).all()
+    for values in outbox_rows(rows, case, kind, data, now, private):
+        session.add(OutboxMessage(**values))
+
+
+def enqueue_core(
+    conn: Connection,
+    case: CaseFacts,
+    kind: str,
+    data: dict[str, Any],
+    now: datetime,
+    *,
+    private: dict[str, Any] | None = None,
+) -> None:
+    """:func:`enqueue` on a bare connection (the worker's reviews without the ORM): the same
+    rows, ``case`` being the case as it is after the change."""
+    rows = conn.execute(_SOURCES_OF_CASE, {"case_id": case.id}).all()
+    values = outbox_rows(rows, case, kind, data, now, private)
+    if values:
+        conn.execute(_INSERT_OUTBOX, values)
+
+
+def outbox_rows(
+    sources: Iterable[Row[int, str]],
+    case: CaseFacts,
+    kind: str,
+    data: dict[str, Any],
+    now: datetime,
+    private: dict[str, Any] | None,
+) -> list[dict[str, Any]]:
+    """One outbox row per source, from rows of (source id, external id) in warning order."""
     per_source: dict[int, list[str]] = {}
-    for source_id, external_id in rows:
+    for source_id, external_id in sources:
         per_source.setdefault(source_id, []).append(external_id)
+    rows = []
     for source_id, external_ids in per_source.items():
         message_id = new_code()
-        session.add(
-            OutboxMessage(
-                id=message_id,
-                source_id=source_id,
-                case_id=case.id,
-                kind=kind,
-                payload={
-                    "id": message_id,
-                    "type": kind,
-                    "case_id": case.id,
-                    "external_ids": external_ids,
-                    "state": case.state,
-                    "risk": case.risk,
-                    "critical": case.critical,
-                    "disposition": case.disposition,
-                    "at": now.isoformat(),
-                    **data,
-                    **(private if private and source_id == case.source_id else {}),
-                },
-                created_at=now,
-                next_try_at=now,
-            )
+        payload = {
+            "id": message_id,
+            "type": kind,
+            "case_id": case.id,
+            "external_ids": external_ids,
+            "state": case.state,
+            "risk": case.risk,
+            "critical": case.critical,
+            "disposition": case.disposition,
+            "at": now.isoformat(),
+            **data,
+            **(private if private and source_id == case.source_id else {}),
+        }
+        rows.append(
+            {
+                "id": message_id,
+                "source_id": source_id,
+                "case_id": case.id,
+                "kind": kind,
+                "payload": payload,
+                "created_at": now,
+                "next_try_at": now,
+            }
         )
+    return rows
 
 
 def _backoff(tries: int, cap: int) -> timedelta:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import cast
 
-from sqlalchemy import Connection, Engine, Table, bindparam, select, update
+from sqlalchemy import Engine, Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,9 +24,9 @@ JITTER_MARGIN = 0.03
 #: than the margin allows for.
 LATE_TOLERANCE = JITTER_MARGIN / 2
 
-# Built once: every placed attempt takes a slot, and every pass of the worker reads the back-offs.
+# Built once: every placed attempt takes a slot (every pass of the worker reads the back-offs:
+# robot/dispatch.py, Dispatcher.look).
 _PACING = cast(Table, PacingState.__table__)
-_BACKOFFS = select(_PACING.c.channel, _PACING.c.backoff_until)
 _READ_SLOT = select(_PACING.c.next_slot, _PACING.c.backoff_until).where(
     _PACING.c.channel == bindparam("b_channel")
 )
@@ -59,11 +59,6 @@ class Pacer:
 
     def paced(self, channel: str) -> bool:
         return self._rates.get(channel, 0.0) > 0
-
-    @staticmethod
-    def backoffs(conn: Connection) -> dict[str, float]:
-        """Every channel's back-off (Unix time), read on the caller's connection."""
-        return {row.channel: float(row.backoff_until or 0.0) for row in conn.execute(_BACKOFFS)}
 
     def take_slot(self, channel: str, horizon: float = 1.0) -> float | None:
         """Reserve the next send slot; returns its Unix time, or None if it is beyond ``horizon``."""

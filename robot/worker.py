@@ -99,15 +99,26 @@ class Worker:
         while True:
             self._dirty.clear()
             now = utcnow()
+            # What is due, in one read (no lock): reviews, channels to claim, commands. A pass
+            # used to make three or four of these reads, and under load most passes find
+            # little: each wake-up ends with one pass that finds nothing.
+            with self._read_engine.connect() as conn:
+                first, others = escalation.read_due_cases(conn, now)
+                look = self.dispatcher.look(conn, now)
             # New cases first, and their warnings placed at once: they wait neither for the
             # reviews after other cases' callbacks nor for the commands (time to dial).
-            first, others = escalation.due_cases(self.sessions, now)
             work = escalation.review_cases(self.sessions, self.settings, first, now)
+            placed = False
             if work:
-                work += self.dispatcher.run_once()
+                work += self.dispatcher.run_once()  # looks again: the new cases' attempts
+                placed = True
             work += escalation.review_cases(self.sessions, self.settings, others, now)
-            work += self.run_commands()
-            work += self.dispatcher.run_once()
+            if look.command:
+                work += self._run_commands()
+            if look.ready and not placed:
+                work += self.dispatcher.run_once(ready=look.ready)
+            # What this pass did may have made more due now (a review that scheduled an
+            # attempt, a batch that hit its limit): the next pass's read finds it.
             done += work
             if not work and not self._dirty.is_set():
                 return done
@@ -121,6 +132,9 @@ class Worker:
         with self._read_engine.connect() as conn:
             if conn.execute(_ANY_COMMAND).first() is None:
                 return 0
+        return self._run_commands()
+
+    def _run_commands(self) -> int:
         with self.sessions.begin() as session:
             postgres = is_postgres(session.get_bind())
             # The partial index ix_attempts_pending_command makes this a lookup, not a scan.

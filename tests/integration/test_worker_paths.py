@@ -21,7 +21,8 @@ from robot.config import Settings
 from robot.dispatch import Claimed, Dispatcher, _Target
 from robot.emulator.server import RunningEmulator, start_emulator_in_thread
 from robot.emulator.settings import EmulatorSettings
-from robot.models import Attempt, Case, Contact, Event, utcnow
+from robot.models import Attempt, Case, Contact, Event, IncomingWarning, OutboxMessage, utcnow
+from robot.policy import Escalate
 from robot.providers import Receipt
 from robot.providers.twilio import TwilioProvider
 from robot.sources import add_source
@@ -95,6 +96,109 @@ def test_a_review_writes_what_the_orm_review_wrote(
             assert a is not None and b is not None
             assert a.next_review_at == b.next_review_at
             assert (a.state, a.version, a.updated_at) == (b.state, b.version, b.updated_at)
+
+
+def _outbox(session: Session, case_id: int) -> list[tuple[Any, ...]]:
+    rows = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.case_id == case_id).order_by(OutboxMessage.kind)
+    )
+    skip = {"id", "case_id", "external_ids"}
+    return [
+        (
+            m.source_id,
+            m.kind,
+            {k: v for k, v in m.payload.items() if k not in skip},
+            [x.rsplit("-", 1)[0] for x in m.payload["external_ids"]],  # w-{n}-{twin}
+            m.payload["case_id"] == case_id,
+            m.created_at,
+            m.next_try_at,
+        )
+        for m in rows
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "outcome", "digits"),
+    [
+        ({}, "busy", None),  # busy: escalated and a retry, in one review
+        ({}, "no_answer", None),  # the first call failed: escalated
+        ({}, "no_answer", "3"),  # already paid: critical, no retry
+        ({"state": "escalated", "escalated_at": "before"}, "busy", "2"),  # newly critical
+        ({"state": "escalated", "escalated_at": "before", "critical": True}, "busy", "2"),
+        ({"risk": "medium"}, "busy", None),  # a retry only
+    ],
+)
+def test_an_escalating_review_writes_what_the_orm_review_wrote(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    fields: dict[str, Any],
+    outcome: str,
+    digits: str | None,
+) -> None:
+    """The review after a failed call (escalation, retry, feedback to the sources) both ways."""
+    opened = utcnow() - timedelta(minutes=2)
+    if fields.get("escalated_at") == "before":
+        fields = {**fields, "escalated_at": opened}
+    cases: list[int] = []
+    with sessions.begin() as session:
+        source = add_source(session, "escalating", "https://source.example/feedback").source
+        other = add_source(session, "merged", "https://other.example/feedback").source
+        for i, phone in enumerate(("+8613800000021", "+8613800000022")):
+            case = _case(session, source.id, phone, opened_at=opened, **fields)
+            for n, source_id in enumerate((source.id, other.id, source.id)):
+                session.add(
+                    IncomingWarning(
+                        source_id=source_id,
+                        external_id=f"w-{n}-{i}",
+                        case_id=case.id,
+                        payload={},
+                        received_at=opened,
+                    )
+                )
+            for channel in ("sms", "call"):
+                session.add(
+                    Attempt(
+                        case_id=case.id,
+                        channel=channel,
+                        purpose="warning",
+                        to_phone=phone,
+                        template=f"warning_{channel}",
+                        due_at=opened,
+                        placed_at=opened,
+                        state="finished",
+                        outcome="delivered" if channel == "sms" else outcome,
+                        digits=digits if channel == "call" else None,
+                        finished_at=opened + timedelta(minutes=1),
+                        created_at=opened,
+                    )
+                )
+            cases.append(case.id)
+    fast, orm = cases
+    now = utcnow()
+    with sessions.begin() as session:
+        session.execute(update(Case).where(Case.id == fast).values(next_review_at=now))
+    assert escalation.review_due(sessions, settings, now) == 1
+    with sessions.begin() as session:
+        case = session.get(Case, orm)
+        assert case is not None
+        decision = escalation.review_case(session, case, settings, now)
+    with sessions() as session:
+        assert _attempts(session, fast) == _attempts(session, orm)
+        assert _events(session, fast) == _events(session, orm)
+        outbox = _outbox(session, fast)
+        assert outbox == _outbox(session, orm)
+        escalated = any(isinstance(action, Escalate) for action in decision.actions)
+        assert len(outbox) == (2 if escalated else 0)  # one per source with a callback URL
+        a, b = session.get(Case, fast), session.get(Case, orm)
+        assert a is not None and b is not None
+        columns = [
+            c.key for c in Case.__table__.columns if c.key not in ("id", "phone", "open_key")
+        ]
+        assert [getattr(a, c) for c in columns] == [getattr(b, c) for c in columns]
+    if fields.get("critical"):
+        assert decision.actions == ()
+    elif fields.get("risk") != "medium":
+        assert any(isinstance(action, Escalate) for action in decision.actions)
 
 
 @pytest.fixture
