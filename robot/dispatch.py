@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from robot import casework
 from robot.config import Settings
-from robot.db import READ_ONLY_OPTION, is_postgres
+from robot.db import is_postgres, read_only_options
 from robot.models import (
     Attempt,
     AttemptState,
@@ -266,7 +266,7 @@ class Dispatcher:
         self.pacer.ensure_rows()
         self._engine: Engine = sessions.kw["bind"]
         #: Connections whose transactions only read (no write lock on SQLite; see read_session).
-        self._read_engine = self._engine.execution_options(**{READ_ONLY_OPTION: True})
+        self._read_engine = self._engine.execution_options(**read_only_options(self._engine))
         self._postgres = is_postgres(self._engine)
         self._threads = threads
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="place")

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from robot import casework, feedback
 from robot.config import Settings
-from robot.db import READ_ONLY_OPTION, is_postgres
+from robot.db import is_postgres, read_only_options
 from robot.models import (
     Attempt,
     AttemptState,
@@ -297,7 +297,7 @@ def due_cases(
     """The cases due a review: (new cases, due their first review; the others), oldest first."""
     engine = sessions.kw["bind"]
     with engine.connect() as conn:
-        conn.execution_options(**{READ_ONLY_OPTION: True})
+        conn.execution_options(**read_only_options(engine))
         return read_due_cases(conn, now, limit)
 
 

@@ -25,10 +25,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from robot import escalation, feedback
 from robot.config import Settings
 from robot.db import (
-    READ_ONLY_OPTION,
     create_db_engine,
     create_session_factory,
     is_postgres,
+    read_only_options,
     read_session,
 )
 from robot.dispatch import Dispatcher
@@ -69,7 +69,8 @@ class Worker:
         self.worker_id = worker_id or settings.worker.worker_id or default_worker_id()
         self.dispatcher = Dispatcher(settings, sessions, provider, self.worker_id)
         self.http = requests.Session()
-        self._read_engine = sessions.kw["bind"].execution_options(**{READ_ONLY_OPTION: True})
+        engine = sessions.kw["bind"]
+        self._read_engine = engine.execution_options(**read_only_options(engine))
         self._dirty = threading.Event()
         self._ticking = threading.Lock()
         #: Set when a tick stopped at its deadline with work still coming: the next tick should
