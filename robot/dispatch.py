@@ -135,6 +135,8 @@ _PLACING_ORDER = (Channel.CALL.value, Channel.SMS.value)
 STALE_AFTER = 0.05
 #: A placing thread records what the provider said at least every this many attempts.
 RECORD_EVERY = 4
+#: How long (seconds) before its pacing slot an attempt's case is read again.
+READ_AHEAD = 0.02
 _now = bindparam("now", type_=_ATTEMPTS.c.due_at.type)
 
 
@@ -269,6 +271,11 @@ class Dispatcher:
         self._read_engine = self._engine.execution_options(**read_only_options(self._engine))
         self._postgres = is_postgres(self._engine)
         self._threads = threads
+        #: The longest a send may take: the provider's timeout and a second for the rest, but at
+        #: most half the lease (a lease shorter than that, as in tests, leaves no more room).
+        self._send_time = min(
+            settings.twilio.request_timeout + 1.0, settings.worker.lease_seconds / 2
+        )
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="place")
         self._strikes = False
 
@@ -368,6 +375,8 @@ class Dispatcher:
         channels = [c for c in _PLACING_ORDER if c in ready]
         if not channels:
             return 0
+        # The leases end lease_seconds after the claim; this clock reading comes before it.
+        deadline = time.time() + self.settings.worker.lease_seconds
         claimed = self.claim_channels(channels, self.settings.worker.batch_size, now)
         if not claimed:
             return 0
@@ -375,15 +384,16 @@ class Dispatcher:
         # share): a future and a thread handoff per attempt cost more than a share's one read.
         n = min(self._threads, len(claimed))
         shares = [claimed[i::n] for i in range(n)]
-        others = [self._pool.submit(self._place_share, share) for share in shares[1:]]
+        others = [self._pool.submit(self._place_share, share, deadline) for share in shares[1:]]
         # This thread places the first share itself (a lone new call starts at once).
-        placed = self._place_share(shares[0])
+        placed = self._place_share(shares[0], deadline)
         return placed + sum(future.result() for future in others)
 
     def place(self, claimed: Claimed) -> int:
-        return self._place_share([claimed])
+        """Place one attempt claimed just now."""
+        return self._place_share([claimed], time.time() + self.settings.worker.lease_seconds)
 
-    def _place_share(self, share: Sequence[Claimed]) -> int:
+    def _place_share(self, share: Sequence[Claimed], deadline: float) -> int:
         """Place claimed attempts one after the other: their rows read in one query, what the
         provider said written a few at a time (one transaction, one wait for SQLite's write
         lock, for up to RECORD_EVERY attempts)."""
@@ -399,7 +409,7 @@ class Dispatcher:
         done: list[_Placed] = []
         for claimed in share:
             try:
-                self._place(claimed, rows.get(claimed.id), loaded, done)
+                self._place(claimed, rows.get(claimed.id), loaded, deadline, done)
             except Exception:  # one bad attempt must not stop the others; its lease will expire
                 log.exception("placing attempt %s failed unexpectedly", claimed.id)
             # Paced, the next attempt may wait for its slot: record what was placed first.
@@ -409,9 +419,18 @@ class Dispatcher:
         return placed + self._record(done)
 
     def _place(
-        self, claimed: Claimed, row: Row[Any] | None, loaded: float, done: list[_Placed]
+        self,
+        claimed: Claimed,
+        row: Row[Any] | None,
+        loaded: float,
+        deadline: float,
+        done: list[_Placed],
     ) -> None:
-        """Place one attempt; what the provider said goes to ``done``, to be recorded."""
+        """Place one attempt; what the provider said goes to ``done``, to be recorded.
+
+        ``deadline``: when the claim's lease may run out (time.time()). Past it, another worker
+        may have taken the attempt, so it is not sent that close to it.
+        """
         if row is None or row.claimed_by != self.worker_id:
             return
         attempt = _Target(
@@ -442,19 +461,31 @@ class Dispatcher:
             if slot is None:
                 self._release(attempt.id, "pacing")
                 return
+            # The case is read again a little before the slot, not after it: a read between
+            # the slot and the send made sends late and let them bunch (23 in one second at a
+            # limit of 20).
+            ahead = slot - READ_AHEAD - time.time()
+            if ahead > 0:
+                time.sleep(ahead)
+            if time.time() - loaded > STALE_AFTER:
+                # The row was read a while ago (a wait for a slot, the attempts placed before
+                # this one): the person may have confirmed (or the case closed) meanwhile.
+                stale = self._still_needed(attempt)
+                if stale:
+                    self._cancel(attempt.id, stale)
+                    return
+                loaded = time.time()
             delay = slot - time.time()
             if delay > 0:
                 time.sleep(delay)
             if not self.pacer.paced(attempt.channel) or time.time() - slot <= LATE_TOLERANCE:
                 break
             # Woke too late for this slot: sending now could crowd the next one. Take another.
-        if time.time() - loaded > STALE_AFTER:
-            # The row was read a while ago (a wait for a slot, the attempts placed before this
-            # one): the person may have confirmed (or the case closed) meanwhile.
-            stale = self._still_needed(attempt)
-            if stale:
-                self._cancel(attempt.id, stale)
-                return
+        if time.time() + self._send_time > deadline:
+            # Its lease may end before the provider answers: another worker could take the
+            # attempt and send it again. Hand it back unsent instead.
+            self._release(attempt.id, "lease ending")
+            return
         try:
             if isinstance(request, CallRequest):
                 receipt = self.provider.place_call(request)
@@ -469,10 +500,11 @@ class Dispatcher:
             else:
                 self._transient(attempt, exc)
             return
+        # Recorded first: what follows writes to the database and may fail.
+        done.append(_Placed(attempt, receipt, utcnow()))
         if self._strikes:
             self._strikes = False
             self.pacer.succeeded(attempt.channel)
-        done.append(_Placed(attempt, receipt, utcnow()))
 
     def _still_needed(self, attempt: _Target) -> str | None:
         """The stale reason, read afresh; None when the attempt should still go out."""

@@ -86,13 +86,18 @@ class Worker:
         Runs in one thread at a time: called while another thread is in a tick, it only makes
         that tick go round once more.
         """
-        if not self._ticking.acquire(blocking=False):
-            self._dirty.set()
-            return 0
-        try:
-            return self._tick()
-        finally:
-            self._ticking.release()
+        done = 0
+        while self._ticking.acquire(blocking=False):
+            try:
+                done += self._tick()
+            finally:
+                self._ticking.release()
+            # A wake-up that came after the tick's last look, while it still held the lock,
+            # found it busy and only set the flag: go round for it.
+            if not self._dirty.is_set():
+                return done
+        self._dirty.set()  # another thread is ticking: it goes round once more
+        return done
 
     def _tick(self) -> int:
         done = 0

@@ -7,6 +7,7 @@ placement in one UPDATE. These tests run both ways on twin cases and compare the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -325,6 +326,47 @@ def test_a_callback_before_the_receipt_keeps_its_state_and_status(
         assert (row.state, row.provider_sid, row.provider_status) == ("finished", "CAearly", "busy")
         assert row.lease_until is not None  # untouched: only a claimed attempt is changed
         assert row.placed_at is not None
+
+
+@pytest.mark.parametrize("lease_left", [0.0, 3600.0])
+def test_an_attempt_whose_lease_is_ending_is_handed_back_unsent(
+    placing: tuple[Settings, RunningEmulator], sessions: sessionmaker[Session], lease_left: float
+) -> None:
+    """Sending that close to the end of the lease could let another worker send it too."""
+    settings, emulator = placing
+    with sessions.begin() as session:
+        source = add_source(session, "lease").source
+        case = _case(session, source.id, "+8613800000021")
+        attempt = Attempt(
+            case_id=case.id,
+            channel="sms",
+            purpose="warning",
+            to_phone=case.phone,
+            template="warning_sms",
+            due_at=utcnow(),
+        )
+        session.add(attempt)
+        session.flush()
+        attempt_id = attempt.id
+    dispatcher = Dispatcher(settings, sessions, TwilioProvider(settings.twilio), "w1")
+    try:
+        [claimed] = dispatcher.claim("sms", 1, utcnow())
+        placed = dispatcher._place_share([claimed], deadline=time.time() + lease_left)
+    finally:
+        dispatcher.close()
+    with sessions() as session:
+        row = session.get(Attempt, attempt_id)
+        assert row is not None
+        if lease_left:  # time enough: sent and recorded
+            assert (placed, row.state, len(emulator.state.messages)) == (1, "placed", 1)
+        else:
+            assert (placed, row.state, row.claimed_by, row.provider_sid) == (
+                0,
+                "scheduled",
+                None,
+                None,
+            )
+            assert not emulator.state.messages
 
 
 def test_new_cases_come_first_in_the_reviews_due(
