@@ -82,7 +82,7 @@ _EVENTS = cast(Table, Event.__table__)
 #: The attempt's columns that placing needs.
 _ATTEMPT_COLUMNS = (
     "id", "case_id", "contact_id", "channel", "purpose", "to_phone", "template", "code",
-    "claimed_by", "first_claimed_at",
+    "claimed_by", "first_claimed_at", "provider_sid", "provider_status",
 )  # fmt: skip
 #: (attribute, column) of every mapped column: a detached Case or Contact for the SMS text.
 _CASE_ATTRS = [(prop.key, prop.columns[0]) for prop in Case.__mapper__.column_attrs]
@@ -444,6 +444,12 @@ class Dispatcher:
             self._cancel(claimed.id, stale)
             return
         request = self._request(row)
+        if claimed.reclaimed and row.provider_sid:
+            # A callback came for it: the provider took it, and the first claimant died (or
+            # failed to record it) before it could write that down. Adopt it (an SMS too).
+            receipt = Receipt(row.provider_sid, row.provider_status or "queued")
+            done.append(_Placed(attempt, receipt, utcnow(), adopted=True))
+            return
         if claimed.reclaimed and attempt.channel == Channel.CALL.value and attempt.first_claimed_at:
             # The first claimant died mid-request: the call may exist already. Adopt it.
             try:
@@ -577,44 +583,57 @@ class Dispatcher:
     def _record(self, done: Sequence[_Placed]) -> int:
         """Mark placed attempts placed, each with its event, in one transaction; how many.
 
-        If this fails, the attempts stay claimed: when their leases run out the next claimant
-        asks the provider and adopts the calls (as after a worker that died here).
+        If this fails twice, the attempts stay claimed: when their leases run out the next
+        claimant adopts those a callback or the provider shows were taken (as after a worker
+        that died here).
         """
         if not done:
             return 0
         actor = f"worker:{self.worker_id}"
-        try:
-            with self._engine.begin() as conn:
-                conn.execute(
-                    _MARK_PLACED,
-                    [
-                        {"attempt_id": p.attempt.id, "sid": p.receipt.sid,
-                         "status": p.receipt.status, "at": p.at}
-                        for p in done
-                    ],
-                )  # fmt: skip
-                events = [
-                    event_row(
-                        p.attempt.case_id,
-                        "attempt.placed",
-                        actor,
-                        {
-                            "channel": p.attempt.channel,
-                            "purpose": p.attempt.purpose,
-                            "to": mask(p.attempt.to_phone),
-                            "sid": p.receipt.sid,
-                            "adopted": p.adopted,
-                        },
-                        attempt_id=p.attempt.id,
-                        at=p.at,
+        for tries_left in (1, 0):
+            try:
+                self._write_placed(done, actor)
+                return len(done)
+            except Exception:
+                # Left claimed, the attempts would wait for their leases to run out, and an SMS
+                # without a callback yet would then be sent again: try once more first.
+                if not tries_left:
+                    log.exception(
+                        "recording placed attempts %s failed", [p.attempt.id for p in done]
                     )
+                    return 0
+                time.sleep(0.1)
+        return 0
+
+    def _write_placed(self, done: Sequence[_Placed], actor: str) -> None:
+        """Mark the attempts placed, each with its event, in one transaction."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                _MARK_PLACED,
+                [
+                    {"attempt_id": p.attempt.id, "sid": p.receipt.sid,
+                     "status": p.receipt.status, "at": p.at}
                     for p in done
-                ]
-                conn.execute(_INSERT_EVENT, events)
-        except Exception:
-            log.exception("recording placed attempts %s failed", [p.attempt.id for p in done])
-            return 0
-        return len(done)
+                ],
+            )  # fmt: skip
+            events = [
+                event_row(
+                    p.attempt.case_id,
+                    "attempt.placed",
+                    actor,
+                    {
+                        "channel": p.attempt.channel,
+                        "purpose": p.attempt.purpose,
+                        "to": mask(p.attempt.to_phone),
+                        "sid": p.receipt.sid,
+                        "adopted": p.adopted,
+                    },
+                    attempt_id=p.attempt.id,
+                    at=p.at,
+                )
+                for p in done
+            ]
+            conn.execute(_INSERT_EVENT, events)
 
     def _cancel(self, attempt_id: int, reason: str) -> None:
         with self.sessions.begin() as session:

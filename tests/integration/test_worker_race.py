@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from robot.config import Settings
 from robot.emulator.server import RunningEmulator, start_emulator_in_thread
 from robot.emulator.settings import EmulatorSettings
-from robot.models import Attempt, AttemptState, Case, utcnow
+from robot.models import Attempt, AttemptState, Case, Event, utcnow
 from robot.providers import CallRequest, ProviderError
 from robot.sources import add_source
 from robot.telephony.urls import WebhookUrls
@@ -182,6 +182,35 @@ def test_a_worker_that_dies_after_the_provider_took_the_call_does_not_call_twice
         adopted = session.get(Attempt, attempt_id)
         assert adopted is not None
         assert (adopted.state, adopted.provider_sid) == (AttemptState.PLACED.value, receipt.sid)
+    del claim
+
+
+def test_a_text_whose_callback_came_before_it_was_recorded_is_not_sent_again(
+    worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator
+) -> None:
+    """The first claimant sent the SMS and died before recording it; the provider's status
+    callback already wrote the SID: the next claimant adopts it instead of texting twice."""
+    [attempt_id] = backlog(sessions, 1, channel="sms")
+    doomed = Worker(worker_settings, sessions, build_provider(worker_settings), "doomed")
+    [claim] = doomed.dispatcher.claim("sms", 1, utcnow())
+    doomed.close()
+    with sessions.begin() as session:  # as the "sent" callback leaves it (webhooks/messages.py)
+        attempt = session.get(Attempt, attempt_id)
+        assert attempt is not None
+        attempt.provider_sid, attempt.provider_status = "SM" + "0" * 32, "sent"
+    time.sleep(worker_settings.worker.lease_seconds + 0.2)
+    survivor = Worker(worker_settings, sessions, build_provider(worker_settings), "survivor")
+    assert survivor.dispatcher.run_once() == 1
+    survivor.close()
+    assert created(emulator, "Messages") == {}  # nothing sent again
+    with sessions() as session:
+        adopted = session.get(Attempt, attempt_id)
+        assert adopted is not None
+        assert (adopted.state, adopted.provider_sid) == (AttemptState.PLACED.value, "SM" + "0" * 32)
+        placed = session.scalars(
+            select(Event).where(Event.attempt_id == attempt_id, Event.kind == "attempt.placed")
+        ).one()
+        assert placed.data["adopted"] is True
     del claim
 
 
