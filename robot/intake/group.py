@@ -96,6 +96,10 @@ class GroupWriter:
                     self._write_alone(pending, now)
         finally:
             for pending in group:
+                if not pending.results and pending.error is None:
+                    # The leader was interrupted (a BaseException): say so rather than answer
+                    # with nothing.
+                    pending.error = RuntimeError("the intake writer was interrupted")
                 pending.done = True
 
     def _write_alone(self, pending: _Pending, now: datetime) -> None:

@@ -16,7 +16,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.utils import select_proxy
+from requests.utils import DEFAULT_CA_BUNDLE_PATH, select_proxy
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http import HttpClient
 from twilio.http.response import Response
@@ -71,9 +71,12 @@ class _BaseUrlHttpClient(HttpClient):  # type: ignore[misc]
         )
         if self.verify is False:
             self._pool.connection_pool_kw["cert_reqs"] = "CERT_NONE"
-        elif isinstance(self.verify, str):
-            key = "ca_cert_dir" if os.path.isdir(self.verify) else "ca_certs"
-            self._pool.connection_pool_kw.update({"cert_reqs": "CERT_REQUIRED", key: self.verify})
+        else:
+            # requests' own default is certifi's bundle, not the system's store (which a slim
+            # image may lack): the same here.
+            bundle = self.verify if isinstance(self.verify, str) else DEFAULT_CA_BUNDLE_PATH
+            key = "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"
+            self._pool.connection_pool_kw.update({"cert_reqs": "CERT_REQUIRED", key: bundle})
 
     def request(
         self,

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import requests
 import urllib3
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 from robot.config import TwilioSettings
 from robot.providers.twilio import TwilioProvider
@@ -56,7 +57,11 @@ def test_a_ca_bundle_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatc
     assert kw["ca_certs"] == "/etc/ssl/corporate.pem"
     assert kw["cert_reqs"] == "CERT_REQUIRED"
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")
-    assert _http("https://api.twilio.com").verify is True  # type: ignore[attr-defined]
+    default = _http("https://api.twilio.com")
+    assert default.verify is True  # type: ignore[attr-defined]
+    # As requests does: certifi's bundle, not whatever the system store holds.
+    kw = default._pool.connection_pool_kw  # type: ignore[attr-defined]
+    assert (kw["ca_certs"], kw["cert_reqs"]) == (DEFAULT_CA_BUNDLE_PATH, "CERT_REQUIRED")
 
 
 class _Recorder:
