@@ -17,7 +17,9 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session, sessionmaker
@@ -67,14 +69,24 @@ _EVENTS = cast(Table, Event.__table__)
 _now = bindparam("now", type_=_CASES.c.next_review_at.type)
 
 #: A case with no attempt yet is due its first review (a new case): it comes first, so that
-#: its warnings are not queued behind the reviews after other cases' callbacks.
-_REVIEWED_BEFORE = exists().where(_ATTEMPTS.c.case_id == _CASES.c.id).label("reviewed_before")
-_DUE_CASES = (
-    select(_CASES.c.id, _REVIEWED_BEFORE)
-    .where(_CASES.c.next_review_at <= _now)
-    .order_by(_REVIEWED_BEFORE, _CASES.c.next_review_at)
-    .limit(bindparam("limit"))
-)
+#: its warnings are not queued behind the reviews after other cases' callbacks. The others
+#: have a share of every pass of their own, so that a burst of new cases cannot hold back the
+#: retries and escalations of the cases already worked.
+_HAS_ATTEMPT = exists().where(_ATTEMPTS.c.case_id == _CASES.c.id)
+
+
+def _due(reviewed_before: bool, limit: str) -> Any:
+    return (
+        select(_CASES.c.id, literal(reviewed_before).label("reviewed_before"))
+        .where(_CASES.c.next_review_at <= _now, _HAS_ATTEMPT if reviewed_before else ~_HAS_ATTEMPT)
+        .order_by(_CASES.c.next_review_at)
+        .limit(bindparam(limit))
+        .subquery()
+    )
+
+
+_NEW_DUE, _OTHERS_DUE = _due(False, "limit"), _due(True, "others_limit")
+_DUE_CASES = union_all(select(_NEW_DUE), select(_OTHERS_DUE))
 _CONTACT_COUNT = (
     select(func.count())
     .select_from(_CONTACTS)
@@ -305,7 +317,9 @@ def read_due_cases(
     conn: Connection, now: datetime, limit: int = 100
 ) -> tuple[list[int], list[int]]:
     """:func:`due_cases` on the caller's connection (the worker reads more in the same one)."""
-    rows = conn.execute(_DUE_CASES, {"now": now, "limit": limit}).all()
+    rows = conn.execute(
+        _DUE_CASES, {"now": now, "limit": limit, "others_limit": max(1, limit // 2)}
+    ).all()
     first = [row.id for row in rows if not row.reviewed_before]
     return first, [row.id for row in rows if row.reviewed_before]
 

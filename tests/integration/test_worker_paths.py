@@ -393,6 +393,11 @@ def test_new_cases_come_first_in_the_reviews_due(
         old_id, new_id, later_id = old.id, new.id, later.id
     assert escalation.due_cases(sessions, now) == ([new_id], [old_id])
     assert later_id not in escalation.due_cases(sessions, now + timedelta(minutes=1))[1]
+    # A burst of new cases (more than a pass takes) still leaves the older ones their share.
+    assert escalation.due_cases(sessions, now + timedelta(hours=2), limit=1) == (
+        [new_id],
+        [old_id],
+    )
     assert escalation.review_due(sessions, settings, now) == 2
 
 
