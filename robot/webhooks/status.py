@@ -31,6 +31,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    union_all,
     update,
 )
 
@@ -143,15 +144,18 @@ def _write_all(changed: tuple[str, ...], events: int, finished: bool, wake: bool
         .returning(_attempts.c.id, _attempts.c.case_id)
         .cte("changed_attempt")
     )
-    ctes = []
+    rows = []
     for i in range(events):
         row = [
             bindparam(f"e{i}_{name}", type_=_events.c[name].type)
             for name in ("kind", "actor", "data", "at")
         ]
-        values = select(attempt.c.case_id, *row[:3], attempt.c.id, row[3])
-        columns = ["case_id", "kind", "actor", "data", "attempt_id", "at"]
-        ctes.append(insert(_events).from_select(columns, values).cte(f"event_{i}"))
+        rows.append(select(attempt.c.case_id, *row[:3], attempt.c.id, row[3]))
+    columns = ["case_id", "kind", "actor", "data", "attempt_id", "at"]
+    # One INSERT for the events, in order: separate data-modifying CTEs run in an order
+    # PostgreSQL leaves open, and the timeline orders events of the same moment by id.
+    values = rows[0] if len(rows) == 1 else union_all(*rows)
+    ctes = [insert(_events).from_select(columns, values).cte("events")]
     if finished:
         touch = (
             update(_cases)

@@ -274,6 +274,11 @@ def test_a_finishing_callback_marks_the_case_for_review_and_a_progress_one_does_
     )
     kinds = [e.kind for e in events(sessions, "call.status") + events(sessions, "attempt.finished")]
     assert kinds == ["call.status", "call.status", "attempt.finished"]
+    with sessions() as session:  # written at the same moment: the timeline goes by id
+        by_id = session.scalars(
+            select(Event.kind).where(Event.attempt_id == attempt.id).order_by(Event.id)
+        ).all()
+    assert list(by_id[-2:]) == ["call.status", "attempt.finished"]
     finished = events(sessions, "attempt.finished")[0]
     assert (finished.attempt_id, finished.data) == (
         attempt.id,
