@@ -288,6 +288,21 @@ def test_placing_sends_the_request_and_records_the_placement(
         assert event.data["to"] != row.to_phone  # masked
 
 
+def _due_warning(session: Session, case: Case, channel: str, due_at: Any) -> int:
+    """A warning SMS or call to the case's person, due at ``due_at``; its id."""
+    attempt = Attempt(
+        case_id=case.id,
+        channel=channel,
+        purpose="warning",
+        to_phone=case.phone,
+        template=f"warning_{channel}",
+        due_at=due_at,
+    )
+    session.add(attempt)
+    session.flush()
+    return attempt.id
+
+
 def test_a_callback_before_the_receipt_keeps_its_state_and_status(
     settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
@@ -296,17 +311,7 @@ def test_a_callback_before_the_receipt_keeps_its_state_and_status(
     with sessions.begin() as session:
         source = add_source(session, "race").source
         case = _case(session, source.id, "+8613800000005")
-        attempt = Attempt(
-            case_id=case.id,
-            channel="call",
-            purpose="warning",
-            to_phone=case.phone,
-            template="warning_call",
-            due_at=now,
-        )
-        session.add(attempt)
-        session.flush()
-        attempt_id, case_id = attempt.id, case.id
+        attempt_id, case_id = _due_warning(session, case, "call", now), case.id
     dispatcher = Dispatcher(settings, sessions, TwilioProvider(settings.twilio), "w1")
     try:
         [claimed] = dispatcher.claim("call", 1, utcnow())
@@ -337,17 +342,7 @@ def test_an_attempt_whose_lease_is_ending_is_handed_back_unsent(
     with sessions.begin() as session:
         source = add_source(session, "lease").source
         case = _case(session, source.id, "+8613800000021")
-        attempt = Attempt(
-            case_id=case.id,
-            channel="sms",
-            purpose="warning",
-            to_phone=case.phone,
-            template="warning_sms",
-            due_at=utcnow(),
-        )
-        session.add(attempt)
-        session.flush()
-        attempt_id = attempt.id
+        attempt_id = _due_warning(session, case, "sms", utcnow())
     dispatcher = Dispatcher(settings, sessions, TwilioProvider(settings.twilio), "w1")
     try:
         [claimed] = dispatcher.claim("sms", 1, utcnow())
