@@ -100,7 +100,6 @@ _LOAD_ROWS = select(
         _CONTACTS, _CONTACTS.c.id == _ATTEMPTS.c.contact_id
     )
 )
-_LOAD = _LOAD_ROWS.where(_ATTEMPTS.c.id == bindparam("id"))
 #: The same for several attempts at once (a placing thread's share of a claimed batch).
 _LOAD_MANY = _LOAD_ROWS.where(_ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)))
 _LOAD_CASE_CHECK = select(*(_CASES.c[name] for name in _CASE_CHECK)).where(
@@ -171,10 +170,14 @@ _CLAIM = (
     .returning(_ATTEMPTS.c.id)
 )
 _PACING = cast(Table, PacingState.__table__)
+#: A voicemail command waits on a live call (the partial index ix_attempts_pending_command
+#: makes this a lookup).
+COMMAND_WAITS = exists().where(
+    _ATTEMPTS.c.pending_command.is_not(None), _ATTEMPTS.c.provider_sid.is_not(None)
+)
 #: What a pass of the worker looks at first, in one read (before taking the write lock to
 #: claim): whether anything is due, per channel; each channel's provider back-off (Unix time);
-#: whether a voicemail command waits on a live call (the partial index ix_attempts_pending_command
-#: makes that a lookup).
+#: whether a voicemail command waits.
 _LOOK = select(
     *(exists().where(_due(channel)).label(channel) for channel in _CHANNELS),
     *(
@@ -184,9 +187,7 @@ _LOOK = select(
         .label(f"backoff_{channel}")
         for channel in _CHANNELS
     ),
-    exists()
-    .where(_ATTEMPTS.c.pending_command.is_not(None), _ATTEMPTS.c.provider_sid.is_not(None))
-    .label("command"),
+    COMMAND_WAITS.label("command"),
 )
 _LOCK_CALL_PACING = (
     select(PacingState.__table__.c.channel)
@@ -541,7 +542,7 @@ class Dispatcher:
         return None
 
     def _request(self, row: Row[Any]) -> CallRequest | SmsRequest:
-        """The provider request for a row of ``_LOAD``."""
+        """The provider request for a row of ``_LOAD_ROWS``."""
         twilio = self.settings.twilio
         values = row._mapping
         phone = values["case__phone"]
@@ -576,9 +577,6 @@ class Dispatcher:
         )
 
     # --- recording ------------------------------------------------------------------------------
-
-    def _record_placed(self, attempt: _Target, receipt: Receipt, *, adopted: bool = False) -> None:
-        self._record([_Placed(attempt, receipt, utcnow(), adopted)])
 
     def _record(self, done: Sequence[_Placed]) -> int:
         """Mark placed attempts placed, each with its event, in one transaction; how many.

@@ -31,7 +31,7 @@ from robot.db import (
     read_only_options,
     read_session,
 )
-from robot.dispatch import Dispatcher
+from robot.dispatch import COMMAND_WAITS, Dispatcher
 from robot.models import Attempt, AttemptState, Case, Channel, utcnow
 from robot.providers import Provider, ProviderError
 from robot.telephony.twiml import Document
@@ -41,14 +41,7 @@ from robot.webhooks.outcomes import apply_call_status, apply_sms_status
 
 log = logging.getLogger(__name__)
 
-_ANY_COMMAND = (
-    select(Attempt.__table__.c.id)
-    .where(
-        Attempt.__table__.c.pending_command.is_not(None),
-        Attempt.__table__.c.provider_sid.is_not(None),
-    )
-    .limit(1)
-)
+_ANY_COMMAND = select(COMMAND_WAITS)
 
 
 def default_worker_id() -> str:
@@ -136,7 +129,7 @@ class Worker:
         """Leave voicemails on calls a machine answered (the webhook only flagged them)."""
         # Almost every pass has none: look first without SQLite's write lock (or a session).
         with self._read_engine.connect() as conn:
-            if conn.execute(_ANY_COMMAND).first() is None:
+            if not conn.execute(_ANY_COMMAND).scalar():
                 return 0
         return self._run_commands()
 

@@ -114,7 +114,7 @@ class GroupWriter:
 
     def _transaction(self, group: list[_Pending], now: datetime, store: Store) -> None:
         """Write every request of the group in one transaction; results are set after COMMIT."""
-        results: list[list[Accepted]] = []
+        results: list[tuple[_Pending, list[Accepted]]] = []
         new_work = False
         with self._engine.begin() as conn:
             # One call per source, over its requests in arrival order: the same results as the
@@ -125,7 +125,7 @@ class GroupWriter:
                 outcomes = iter(store(conn, source, combined, now))
                 for member in members:
                     mine = [next(outcomes) for _ in member.warnings]
-                    results.append(mine)
+                    results.append((member, mine))
                     new_work = new_work or any(
                         o.status in (Status.CREATED, Status.MERGED) for o in mine
                     )
@@ -133,8 +133,7 @@ class GroupWriter:
                 self._waker.in_transaction(conn)
         if new_work:
             self._waker.after_commit()
-        ordered = [member for _, members in _by_source(group) for member in members]
-        for member, mine in zip(ordered, results, strict=True):
+        for member, mine in results:
             member.results = mine
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from robot import escalation
 from robot.config import Settings
-from robot.dispatch import Claimed, Dispatcher, _Target
+from robot.dispatch import Claimed, Dispatcher, _Placed, _Target
 from robot.emulator.server import RunningEmulator, start_emulator_in_thread
 from robot.emulator.settings import EmulatorSettings
 from robot.models import Attempt, Case, Contact, Event, IncomingWarning, OutboxMessage, utcnow
@@ -322,7 +322,7 @@ def test_a_callback_before_the_receipt_keeps_its_state_and_status(
                 .values(state="finished", provider_sid="CAearly", provider_status="busy")
             )
         target = _Target(claimed.id, case_id, "call", "warning", "+8613800000005", None)
-        dispatcher._record_placed(target, Receipt("CAlate", "queued"))
+        dispatcher._record([_Placed(target, Receipt("CAlate", "queued"), utcnow())])
     finally:
         dispatcher.close()
     with sessions() as session:
