@@ -107,3 +107,19 @@ def test_sms_is_delivered_or_undelivered(stack: Stack) -> None:
     assert first(settled(stack, ok, "sms"), "sms")["outcome"] == "delivered"
     undelivered = first(settled(stack, bad, "sms"), "sms")
     assert (undelivered["outcome"], undelivered["error_code"]) == ("undelivered", "30003")
+
+
+def test_only_the_answer_and_the_end_of_a_call_come_back(stack: Stack) -> None:
+    # "initiated" and "ringing" told nothing the service used, and each cost a request.
+    calls = {"+8613800138006": ["busy"], "+8613800138003": ["in-progress", "completed"]}
+    for phone, statuses in calls.items():
+        case = settled(stack, stack.post_warning(phone=phone)["case_id"])
+        [call] = stack.control("GET", "calls", params={"to": phone})
+        detail = stack.control("GET", f"calls/{call['sid']}")
+        assert detail["request"]["status_callback_events"] == ["answered", "completed"]
+        seen = [
+            e["data"]["CallStatus"]
+            for e in case["timeline"]
+            if e["kind"] == "call.status" and e["data"].get("CallSid") == call["sid"]
+        ]
+        assert seen == statuses
