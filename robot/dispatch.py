@@ -134,6 +134,8 @@ _PLACING_ORDER = (Channel.CALL.value, Channel.SMS.value)
 STALE_AFTER = 0.05
 #: A placing thread records what the provider said at least every this many attempts.
 RECORD_EVERY = 4
+#: The fewest attempts a placing thread takes (see run_once).
+MIN_SHARE = 2
 #: How long (seconds) before its pacing slot an attempt's case is read again.
 READ_AHEAD = 0.02
 _now = bindparam("now", type_=_ATTEMPTS.c.due_at.type)
@@ -383,7 +385,9 @@ class Dispatcher:
             return 0
         # One task per thread, each with every n-th attempt (calls stay at the head of each
         # share): a future and a thread handoff per attempt cost more than a share's one read.
-        n = min(self._threads, len(claimed))
+        # A share holds at least MIN_SHARE attempts: a new case's call and SMS go in one share,
+        # the call first, with one read and one record instead of two of each.
+        n = max(1, min(self._threads, len(claimed) // MIN_SHARE))
         shares = [claimed[i::n] for i in range(n)]
         others = [self._pool.submit(self._place_share, share, deadline) for share in shares[1:]]
         # This thread places the first share itself (a lone new call starts at once).

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from robot import escalation
 from robot.config import Settings
-from robot.dispatch import Claimed, Dispatcher, _Placed, _Target
+from robot.dispatch import STALE_AFTER, Claimed, Dispatcher, _Placed, _Target
 from robot.emulator.server import RunningEmulator, start_emulator_in_thread
 from robot.emulator.settings import EmulatorSettings
 from robot.models import Attempt, Case, Contact, Event, IncomingWarning, OutboxMessage, utcnow
@@ -459,3 +459,47 @@ def test_a_batch_is_claimed_calls_first_and_every_placement_is_recorded(
             select(Event.attempt_id).where(Event.kind == "attempt.placed")
         ).all()
         assert sorted(placed) == sorted(ids)
+
+
+class _ConfirmedDuringTheCall(_Recording):
+    """The person confirms (on an earlier call, say) while the call request is under way."""
+
+    def __init__(self, sessions: sessionmaker[Session], case_id: int) -> None:
+        super().__init__()
+        self.sessions, self.case_id = sessions, case_id
+
+    def place_call(self, request: Any) -> Receipt:
+        with self.sessions.begin() as session:
+            session.execute(
+                update(Case).where(Case.id == self.case_id).values(confirmed_at=utcnow())
+            )
+        time.sleep(STALE_AFTER + 0.05)  # long enough for the rows read before it to be stale
+        return super().place_call(request)
+
+
+def test_a_case_confirmed_while_its_call_is_placed_gets_no_sms(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    """A new case's call and SMS are placed one after the other, the call first; the SMS is
+    checked against the case again, and one the person no longer needs is cancelled."""
+    worker = replace(settings.worker, calls_per_second=0, sms_per_second=0, max_concurrent_calls=0)
+    settings = replace(settings, worker=worker)
+    now = utcnow()
+    with sessions.begin() as session:
+        source = add_source(session, "stale").source
+        case = _case(session, source.id, "+8613800000201")
+        call_id = _due_warning(session, case, "call", now - timedelta(seconds=1))
+        sms_id = _due_warning(session, case, "sms", now - timedelta(seconds=1))
+        case_id = case.id
+    provider = _ConfirmedDuringTheCall(sessions, case_id)
+    dispatcher = Dispatcher(settings, sessions, provider, "w1")
+    try:
+        assert dispatcher.run_once() == 1
+    finally:
+        dispatcher.close()
+    assert provider.sent == [("call", "+8613800000201")]
+    with sessions() as session:
+        call, sms = (session.get(Attempt, i) for i in (call_id, sms_id))
+        assert call is not None and sms is not None
+        assert call.state == "placed"
+        assert (sms.state, sms.error_message, sms.provider_sid) == ("canceled", "confirmed", None)
