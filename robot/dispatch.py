@@ -131,7 +131,10 @@ _CHANNELS = (Channel.SMS.value, Channel.CALL.value)
 #: Calls first: the call is what reaches the person at once (time to dial).
 _PLACING_ORDER = (Channel.CALL.value, Channel.SMS.value)
 #: What was read of an attempt's case this long ago (seconds) is read again before placing.
-STALE_AFTER = 0.05
+#: At 50 ms, a worker behind on its work read the case again for most attempts (1.5 reads a
+#: warning at 100 warnings/s on a slow machine): a send and a confirmation can race at any
+#: window; a quarter second more of it changes little, and the reads were 5% of the statements.
+STALE_AFTER = 0.25
 #: A placing thread records what the provider said at least every this many attempts.
 RECORD_EVERY = 4
 #: The fewest attempts a placing thread takes (see run_once).
