@@ -50,7 +50,14 @@ from robot.models import (
 )
 from robot.pacing import LATE_TOLERANCE, Pacer
 from robot.phones import mask
-from robot.providers import CallRequest, Provider, ProviderError, Receipt, SmsRequest
+from robot.providers import (
+    CallRequest,
+    Provider,
+    ProviderError,
+    Receipt,
+    RemoteState,
+    SmsRequest,
+)
 from robot.telephony.content import Content
 from robot.telephony.urls import WebhookUrls
 from robot.timeline import event_row, record
@@ -137,8 +144,6 @@ _PLACING_ORDER = (Channel.CALL.value, Channel.SMS.value)
 STALE_AFTER = 0.25
 #: A placing thread records what the provider said at least every this many attempts.
 RECORD_EVERY = 4
-#: The fewest attempts a placing thread takes (see run_once).
-MIN_SHARE = 2
 #: How long (seconds) before its pacing slot an attempt's case is read again.
 READ_AHEAD = 0.02
 _now = bindparam("now", type_=_ATTEMPTS.c.due_at.type)
@@ -388,9 +393,9 @@ class Dispatcher:
             return 0
         # One task per thread, each with every n-th attempt (calls stay at the head of each
         # share): a future and a thread handoff per attempt cost more than a share's one read.
-        # A share holds at least MIN_SHARE attempts: a new case's call and SMS go in one share,
-        # the call first, with one read and one record instead of two of each.
-        n = max(1, min(self._threads, len(claimed) // MIN_SHARE))
+        # Two attempts are not put in one share to save a read: with calls paced, an SMS would
+        # wait for the call's slot, and a second call for the first call's create.
+        n = min(self._threads, len(claimed))
         shares = [claimed[i::n] for i in range(n)]
         others = [self._pool.submit(self._place_share, share, deadline) for share in shares[1:]]
         # This thread places the first share itself (a lone new call starts at once).
@@ -509,6 +514,12 @@ class Dispatcher:
             if exc.rate_limited:
                 self.pacer.rate_limited(attempt.channel)
                 self._strikes = True
+            existing = self._created_after_all(attempt, exc)
+            if existing is not None:
+                done.append(
+                    _Placed(attempt, Receipt(existing.sid, existing.status), utcnow(), True)
+                )
+                return
             if exc.permanent:
                 self._permanent(attempt, exc)
             else:
@@ -519,6 +530,23 @@ class Dispatcher:
         if self._strikes:
             self._strikes = False
             self.pacer.succeeded(attempt.channel)
+
+    def _created_after_all(self, attempt: _Target, exc: ProviderError) -> RemoteState | None:
+        """The call a create that got no clear answer (a timeout, a dropped connection, a 5xx)
+        made anyway.
+
+        No status callback comes before the call is answered or ends, so without this the
+        attempt would be retried while the call rings (and failed, on its last try).
+        """
+        unclear = exc.status is None or exc.status >= 500
+        if exc.permanent or not unclear or attempt.channel != Channel.CALL.value:
+            return None
+        try:
+            return self.provider.find_call(
+                attempt.to_phone, attempt.first_claimed_at or utcnow() - timedelta(seconds=5)
+            )
+        except ProviderError:
+            return None
 
     def _still_needed(self, attempt: _Target) -> str | None:
         """The stale reason, read afresh; None when the attempt should still go out."""

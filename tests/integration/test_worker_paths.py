@@ -24,7 +24,7 @@ from robot.emulator.server import RunningEmulator, start_emulator_in_thread
 from robot.emulator.settings import EmulatorSettings
 from robot.models import Attempt, Case, Contact, Event, IncomingWarning, OutboxMessage, utcnow
 from robot.policy import Escalate
-from robot.providers import Receipt
+from robot.providers import ProviderError, Receipt
 from robot.providers.twilio import TwilioProvider
 from robot.sources import add_source
 
@@ -480,8 +480,8 @@ class _ConfirmedDuringTheCall(_Recording):
 def test_a_case_confirmed_while_its_call_is_placed_gets_no_sms(
     settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
-    """A new case's call and SMS are placed one after the other, the call first; the SMS is
-    checked against the case again, and one the person no longer needs is cancelled."""
+    """Attempts placed one after the other (one placing thread): the SMS, read before the slow
+    call request, is checked against the case again, and cancelled as no longer needed."""
     worker = replace(settings.worker, calls_per_second=0, sms_per_second=0, max_concurrent_calls=0)
     settings = replace(settings, worker=worker)
     now = utcnow()
@@ -492,7 +492,7 @@ def test_a_case_confirmed_while_its_call_is_placed_gets_no_sms(
         sms_id = _due_warning(session, case, "sms", now - timedelta(seconds=1))
         case_id = case.id
     provider = _ConfirmedDuringTheCall(sessions, case_id)
-    dispatcher = Dispatcher(settings, sessions, provider, "w1")
+    dispatcher = Dispatcher(settings, sessions, provider, "w1", threads=1)
     try:
         assert dispatcher.run_once() == 1
     finally:
@@ -503,3 +503,47 @@ def test_a_case_confirmed_while_its_call_is_placed_gets_no_sms(
         assert call is not None and sms is not None
         assert call.state == "placed"
         assert (sms.state, sms.error_message, sms.provider_sid) == ("canceled", "confirmed", None)
+
+
+class _CreatedButTimedOut(TwilioProvider):
+    """The call is created, but the answer is lost (the client timed out, say)."""
+
+    def place_call(self, request: Any) -> Receipt:
+        super().place_call(request)
+        raise ProviderError("provider unreachable: ReadTimeoutError", permanent=False)
+
+
+@pytest.mark.parametrize("created", [True, False])
+def test_a_call_create_without_an_answer_is_looked_up_before_it_is_retried(
+    placing: tuple[Settings, RunningEmulator], sessions: sessionmaker[Session], created: bool
+) -> None:
+    """No callback tells of a call before it is answered or ends: a create that timed out is
+    checked with the provider at once, and adopted if the call exists (else retried)."""
+    settings, emulator = placing
+    with sessions.begin() as session:
+        source = add_source(session, "timeout").source
+        case = _case(session, source.id, "+8613800000301")
+        attempt_id = _due_warning(session, case, "call", utcnow() - timedelta(seconds=1))
+    if created:
+        provider: TwilioProvider = _CreatedButTimedOut(settings.twilio)
+    else:
+        provider = TwilioProvider(settings.twilio)
+        emulator.state.faults.add("calls", 1, 503, None)
+    dispatcher = Dispatcher(settings, sessions, provider, "w1")
+    try:
+        dispatcher.run_once()
+    finally:
+        dispatcher.close()
+    with sessions() as session:
+        row = session.get(Attempt, attempt_id)
+        assert row is not None
+        kinds = session.scalars(select(Event.kind).where(Event.attempt_id == attempt_id)).all()
+        if created:
+            [call] = emulator.state.calls.values()
+            assert (row.state, row.provider_sid, row.tries) == ("placed", call.sid, 0)
+            [event] = session.scalars(select(Event).where(Event.attempt_id == attempt_id)).all()
+            assert (event.kind, event.data["adopted"]) == ("attempt.placed", True)
+        else:
+            assert not emulator.state.calls
+            assert (row.state, row.provider_sid, row.tries) == ("scheduled", None, 1)
+            assert kinds == ["attempt.retrying"]
