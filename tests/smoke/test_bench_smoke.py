@@ -50,4 +50,7 @@ def test_the_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
     assert pacing["placed"] > 0 and pacing["max_in_any_1s"] > 0
     # Every target was evaluated (met or not: that depends on the machine).
     assert len(results["targets"]) >= 8
+    # Throughputs say what the cores would allow at the cost measured (CPU-bound or not).
+    bounded = [t for t in results["targets"] if "cores allow at most" in t["measured"]]
+    assert len(bounded) >= 4
     assert "MET" in done.stdout
