@@ -23,7 +23,7 @@ from robot.webhooks.calls import (
 )
 from robot.webhooks.outcomes import apply_sms_status
 from robot.webhooks.security import twilio_signed
-from robot.webhooks.status import PROVIDER, Applied, apply_status
+from robot.webhooks.status import PROVIDER, Applied, AttemptRow, FollowUp, apply_status
 
 bp = Blueprint("twilio_messages", __name__)
 
@@ -39,16 +39,19 @@ PERMANENT_SMS_CODES = {"30005", "30006", "21610", "21614", "30004"}
 @bp.post("/twilio/sms/<code>/status")
 @twilio_signed
 def sms_status(code: str) -> Response:
-    apply_status(code, request.form, apply_sms_status, "sms.status", _block_if_permanent)
+    apply_status(code, request.form, apply_sms_status, "sms.status", _BLOCK_IF_PERMANENT)
     return empty()
 
 
-def _block_if_permanent(applied: Applied) -> None:
-    """A text that can never be delivered to the person's own number: stop texting them."""
+def _permanent_for_the_person(attempt: AttemptRow, case_phone: str) -> bool:
+    """A text that can never be delivered to the person's own number."""
+    return attempt.error_code in PERMANENT_SMS_CODES and attempt.to_phone == case_phone
+
+
+def _block_sms(applied: Applied) -> None:
+    """Stop texting the person (after :func:`_permanent_for_the_person`)."""
     attempt = applied.attempt
-    code = attempt.error_code
-    if code not in PERMANENT_SMS_CODES or attempt.to_phone != applied.case_phone:
-        return
+    code = str(attempt.error_code)
     with Session(bind=applied.conn) as session:  # joins the callback's transaction
         case = session.get(Case, attempt.case_id, with_for_update=True)
         assert case is not None
@@ -56,6 +59,9 @@ def _block_if_permanent(applied: Applied) -> None:
         data = {"channels": blocked, "code": code}
         record(session, case.id, "channel.blocked", PROVIDER, data, at=applied.now)
         session.flush()
+
+
+_BLOCK_IF_PERMANENT = FollowUp(_permanent_for_the_person, _block_sms)
 
 
 def _case_for(session: Session, number: str) -> Case | None:

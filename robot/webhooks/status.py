@@ -94,6 +94,16 @@ class Applied:
 Rule = Callable[[AttemptRow, Mapping[str, str], datetime], bool]
 
 
+@dataclass(frozen=True)
+class FollowUp:
+    """Work after a finishing callback, in its transaction (it may use the ORM)."""
+
+    #: Whether the finished attempt needs it (the attempt, the case's number). Asked first:
+    #: only then does the callback take the locked transaction; the others stay one statement.
+    wanted: Callable[[AttemptRow, str], bool]
+    run: Callable[[Applied], None]
+
+
 # Statements are built once: building one costs 5x executing it (SQLAlchemy caches the
 # compiled form of a statement object, not the work of constructing it).
 _READ = (
@@ -181,7 +191,7 @@ def apply_status(
     params: Mapping[str, str],
     rule: Rule,
     kind: str,
-    on_finished: Callable[[Applied], None] | None = None,
+    on_finished: FollowUp | None = None,
 ) -> None:
     """Apply one status callback for the attempt ``code``, atomically."""
     svc = services()
@@ -206,7 +216,7 @@ def _apply(
     params: Mapping[str, str],
     rule: Rule,
     kind: str,
-    on_finished: Callable[[Applied], None] | None,
+    on_finished: FollowUp | None,
     *,
     locked: bool,
 ) -> bool | None:
@@ -227,7 +237,12 @@ def _apply(
     if not rule(attempt, params, now):
         return False  # a repeat, or older than what we have
     finished = attempt.outcome is not None
-    if finished and on_finished is not None and not locked:
+    follow_up = (
+        on_finished
+        if finished and on_finished and on_finished.wanted(attempt, case_phone)
+        else None
+    )
+    if follow_up is not None and not locked:
         return None  # the follow-up may use the ORM: it needs the locked transaction
     changed = {
         name: new
@@ -265,6 +280,6 @@ def _apply(
         if finished:
             conn.execute(_TOUCH_CASE, {"case_id": attempt.case_id, "now": now})
         conn.execute(_ADD_EVENTS, events)
-    if finished and on_finished is not None:
-        on_finished(Applied(attempt, case_phone, conn, now))
+    if follow_up is not None:
+        follow_up.run(Applied(attempt, case_phone, conn, now))
     return wake

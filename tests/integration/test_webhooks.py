@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 
@@ -399,3 +399,38 @@ def test_a_finishing_callback_wakes_the_worker_once_it_is_committed(
         assert listener.wait(2.0)
     finally:
         listener.close()
+
+
+@POSTGRES_ONLY
+@pytest.mark.parametrize(
+    ("status", "error", "statements", "locked"),
+    [
+        ("delivered", "", 2, False),  # one read, one write: no follow-up is wanted
+        ("undelivered", "30003", 2, False),  # not permanent: nothing to block
+        ("undelivered", "30006", 6, True),  # blocks SMS: the locked transaction, then the ORM
+    ],
+)
+def test_only_a_finishing_text_that_blocks_sms_takes_the_locked_path(
+    client: FlaskClient,
+    attempt: Attempt,
+    sessions: sessionmaker[Session],
+    engine: Any,
+    status: str,
+    error: str,
+    statements: int,
+    locked: bool,
+) -> None:
+    sms = _sms_attempt(sessions, attempt.case_id, "+8613800138000")
+    seen: list[str] = []
+    record_statement = lambda *args: seen.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", record_statement)
+    try:
+        params = {"MessageSid": sms.provider_sid or "", "MessageStatus": status}
+        if error:
+            params["ErrorCode"] = error
+        assert signed_post(client, f"/twilio/sms/{sms.code}/status", params).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record_statement)
+    assert load(sessions, sms.id).outcome == status
+    assert len(seen) == statements, seen
+    assert any("FOR UPDATE" in statement for statement in seen) == locked
