@@ -300,3 +300,13 @@ def test_scheduler_runs_timers_in_order() -> None:
         assert ran == ["a", "b", "c"]
     finally:
         scheduler.shutdown()
+
+
+def test_stop_ends_the_emulator_even_if_its_trigger_is_already_closed(
+    make_emulator: Callable[..., RunningEmulator],
+) -> None:
+    emulator = make_emulator()
+    emulator.server.trigger.close()  # as once seen in a teardown: stop() then raised EBADF
+    emulator.stop()
+    assert not emulator.thread.is_alive()
+    emulator.stop()  # a second stop does nothing
