@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scripts.benchlib.report import cpu_ms, machine_bound
+from scripts.benchlib.report import cpu_ms, evaluate, machine_bound
 
 
 def test_the_cost_adds_every_process_but_nothing_else() -> None:
@@ -22,3 +22,10 @@ def test_a_fixed_rate_needs_its_share_of_the_cores() -> None:
 
 def test_no_cost_measured_gives_no_bound() -> None:
     assert machine_bound({"rate_per_s": 5.0}, cpus=2) == ""
+
+
+def test_an_intake_run_without_the_ceilings_is_reported_not_judged() -> None:
+    single = {"rate_per_s": 400.0, "p50_ms": 9.0, "p99_ms": 20.0, "web_cpu_ms": 4.0}
+    results = {"machine": {"cpus": 2}, "intake": {"sqlite": {"single": single}}}
+    [row] = evaluate(results)
+    assert row["met"] is None and "no no-op in this run" in row["measured"]
