@@ -44,9 +44,9 @@ _JSON_TYPES = ("application/json", "application/scim+json")
 _FAILURES = (TwilioException, OSError, HTTPError)
 #: The call progress events that come back as status callbacks. "initiated" and "ringing" told
 #: nothing the create response and the final status do not (no part of the service reads them),
-#: and they were two of the five callbacks of every warning (SMS sent and delivered, the call's
-#: initiated, ringing and end): the web's largest share of time to dial under load. "answered"
-#: stays: it marks a live call even if the TwiML request that follows fails.
+#: yet each was a signed request and a write: an answered call brought back four callbacks, one
+#: that was not answered two or three; now two and one. "answered" stays: it marks a live call
+#: even if the TwiML request that follows fails.
 CALL_STATUS_EVENTS = ["answered", "completed"]
 
 
