@@ -4,7 +4,8 @@ An answered call brings back two status callbacks (one that is not answered, one
 text two or three. Profiles put 85% of such a request in loading and flushing ORM objects (the
 attempt, its case, an event), so this path reads the attempt's row once, applies the callback
 to a plain copy, and writes only the columns that changed, the timeline events and, when the
-attempt finished, the case's review mark. The rules themselves live in :mod:`robot.webhooks.outcomes`, shared with the ORM paths.
+attempt finished, the case's review mark. The rules themselves live in
+:mod:`robot.webhooks.outcomes`, shared with the ORM paths.
 
 On PostgreSQL every statement is a round trip, and a transaction adds two more (psycopg sends
 BEGIN and COMMIT on their own). So the callback reads the row outside a transaction and
