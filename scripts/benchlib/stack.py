@@ -136,6 +136,7 @@ class Stack:
     workdir: Path
     procs: list[Proc] = field(default_factory=list)
     profile_dir: Path | None = None
+    _warned_no_spy: bool = False
 
     def env(self, **settings: Any) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROBOT_")}
@@ -209,6 +210,9 @@ class Stack:
             return None
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if not Path(spy).exists():
+            if not self._warned_no_spy:  # say so once, not silently profile nothing
+                print("--profile: py-spy is not installed (uv pip install py-spy); no profiles")
+                self._warned_no_spy = True
             return None
         self.profile_dir.mkdir(parents=True, exist_ok=True)
         out = self.profile_dir / f"{label}.txt"
