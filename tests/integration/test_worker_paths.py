@@ -461,11 +461,11 @@ def test_a_batch_is_claimed_calls_first_and_every_placement_is_recorded(
         assert sorted(placed) == sorted(ids)
 
 
-class _ConfirmedDuringTheCall(_Recording):
+class _ConfirmedDuringTheCall(TwilioProvider):
     """The person confirms (on an earlier call, say) while the call request is under way."""
 
-    def __init__(self, sessions: sessionmaker[Session], case_id: int) -> None:
-        super().__init__()
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], case_id: int) -> None:
+        super().__init__(settings.twilio)
         self.sessions, self.case_id = sessions, case_id
 
     def place_call(self, request: Any) -> Receipt:
@@ -478,12 +478,11 @@ class _ConfirmedDuringTheCall(_Recording):
 
 
 def test_a_case_confirmed_while_its_call_is_placed_gets_no_sms(
-    settings: Settings, sessions: sessionmaker[Session]
+    placing: tuple[Settings, RunningEmulator], sessions: sessionmaker[Session]
 ) -> None:
     """Attempts placed one after the other (one placing thread): the SMS, read before the slow
     call request, is checked against the case again, and cancelled as no longer needed."""
-    worker = replace(settings.worker, calls_per_second=0, sms_per_second=0, max_concurrent_calls=0)
-    settings = replace(settings, worker=worker)
+    settings, emulator = placing
     now = utcnow()
     with sessions.begin() as session:
         source = add_source(session, "stale").source
@@ -491,17 +490,19 @@ def test_a_case_confirmed_while_its_call_is_placed_gets_no_sms(
         call_id = _due_warning(session, case, "call", now - timedelta(seconds=1))
         sms_id = _due_warning(session, case, "sms", now - timedelta(seconds=1))
         case_id = case.id
-    provider = _ConfirmedDuringTheCall(sessions, case_id)
+    provider = _ConfirmedDuringTheCall(settings, sessions, case_id)
     dispatcher = Dispatcher(settings, sessions, provider, "w1", threads=1)
     try:
         assert dispatcher.run_once() == 1
     finally:
         dispatcher.close()
-    assert provider.sent == [("call", "+8613800000201")]
+    [call_sent] = emulator.state.calls.values()
+    assert call_sent.to == "+8613800000201"
+    assert not emulator.state.messages
     with sessions() as session:
         call, sms = (session.get(Attempt, i) for i in (call_id, sms_id))
         assert call is not None and sms is not None
-        assert call.state == "placed"
+        assert (call.state, call.provider_sid) == ("placed", call_sent.sid)
         assert (sms.state, sms.error_message, sms.provider_sid) == ("canceled", "confirmed", None)
 
 
