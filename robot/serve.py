@@ -23,8 +23,12 @@ def serve_web(settings: Settings, host: str, port: int, workers: int, threads: i
             self.cfg.set("keepalive", 5)
 
         def load(self) -> Any:
+            from robot.heap import freeze_startup_objects
+
             # Built in each gunicorn process after the fork: no shared connections.
-            return create_app(settings)
+            app = create_app(settings)
+            freeze_startup_objects()
+            return app
 
     _Gunicorn().run()
 

@@ -32,6 +32,7 @@ from robot.db import (
     read_session,
 )
 from robot.dispatch import COMMAND_WAITS, Dispatcher
+from robot.heap import freeze_startup_objects
 from robot.models import Attempt, AttemptState, Case, Channel, utcnow
 from robot.providers import Provider, ProviderError
 from robot.telephony.twiml import Document
@@ -273,7 +274,8 @@ def run_worker(settings: Settings, *, stop: threading.Event | None = None) -> No
     engine = create_db_engine(settings.database)
     worker = Worker(settings, create_session_factory(engine), build_provider(settings))
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread():  # a process of its own
+        freeze_startup_objects()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
     scheduler = BackgroundScheduler(timezone=UTC)

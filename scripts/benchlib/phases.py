@@ -618,6 +618,9 @@ class Bench:
             "seconds": seconds,
             "placed": len(window),
             "max_in_any_1s": _max_in_window(times, 1.0),
+            # How close the calls came to one too many in a second: the shortest span of
+            # limit + 1 calls in a row, less one second (below zero is one too many).
+            "headroom_ms": _headroom_ms(times, int(rate)),
             "used_share": round(len(window) / (rate * seconds), 3),
         }
         self.log(f"  pacing [{kind}, {cfg.pacing_workers} workers]: {result}")
@@ -689,6 +692,13 @@ def _max_in_window(times: Sequence[float], width: float) -> int:
             j += 1
         best = max(best, j - i)
     return best
+
+
+def _headroom_ms(times: Sequence[float], limit: int) -> float | None:
+    """The shortest span of ``limit + 1`` events in a row, less one second, in ms."""
+    ordered = sorted(times)
+    spans = [ordered[i + limit] - ordered[i] for i in range(len(ordered) - limit)]
+    return round((min(spans) - 1.0) * 1000, 1) if spans else None
 
 
 def _memory(proc: Proc) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from scripts.benchlib.phases import _headroom_ms
 from scripts.benchlib.report import cpu_ms, evaluate, machine_bound
 
 
@@ -29,3 +30,26 @@ def test_an_intake_run_without_the_ceilings_is_reported_not_judged() -> None:
     results = {"machine": {"cpus": 2}, "intake": {"sqlite": {"single": single}}}
     [row] = evaluate(results)
     assert row["met"] is None and "no no-op in this run" in row["measured"]
+
+
+def test_headroom_is_the_tightest_run_of_one_more_than_the_limit() -> None:
+    # At 2 a second, 3 in a row must span a second; 0.0, 0.5, 0.9 spans 0.9 s: 100 ms short.
+    assert _headroom_ms([0.0, 0.5, 0.9, 2.0, 2.6, 3.3], limit=2) == -100.0
+    assert _headroom_ms([0.0, 0.6, 1.2, 1.8], limit=2) == 200.0
+    assert _headroom_ms([0.0, 0.5], limit=2) is None
+
+
+def test_the_pacing_line_says_how_close_it_came() -> None:
+    pacing = {
+        "limit_per_s": 20.0,
+        "workers": 2,
+        "seconds": 12.0,
+        "placed": 234,
+        "max_in_any_1s": 20,
+        "headroom_ms": 8.1,
+        "used_share": 0.975,
+    }
+    results = {"machine": {"cpus": 2}, "pacing": {"postgres": pacing}}
+    never_above, used = evaluate(results)
+    assert never_above["met"] and "21 in a row spanned 1 s +8.1 ms" in never_above["measured"]
+    assert used["met"] and "97.5%" in used["measured"]
