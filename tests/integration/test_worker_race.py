@@ -146,9 +146,14 @@ def test_a_worker_that_dies_after_claiming_leaves_nothing_stuck(
     survivor = Worker(worker_settings, sessions, build_provider(worker_settings), "survivor")
     assert survivor.dispatcher.run_once() == 0  # leases still held
     time.sleep(worker_settings.worker.lease_seconds + 0.2)
-    assert survivor.dispatcher.run_once() == 5
+    # All five in the first pass, as a rule. With a 1 s lease, a slow pass (a loaded CI machine)
+    # hands back an attempt whose lease is about to end rather than send it: the next pass
+    # takes it. Either way each is sent exactly once.
+    placed = [survivor.dispatcher.run_once() for _ in range(3)]
     survivor.close()
+    assert sum(placed) == 5 and placed[0] > 0, placed
     assert set(created(emulator, "Messages").values()) == {1}
+    assert len(created(emulator, "Messages")) == 5
 
 
 def test_a_worker_that_dies_after_the_provider_took_the_call_does_not_call_twice(
