@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import gc
+import threading
+
+#: Records kept between two freezes of :class:`GrowingRecords`: a full pass walks at most
+#: about this many records' objects (a few ms), not every record since the last reset.
+FREEZE_EVERY = 1000
 
 
 def freeze_startup_objects() -> None:
@@ -17,3 +22,37 @@ def freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+class GrowingRecords:
+    """For a process that keeps every record until it is told to forget them all (the
+    emulator: every request, call and message until a reset).
+
+    Such records are never garbage before the reset, yet every full pass walks all of them:
+    with the tens of thousands a benchmark's dispatch runs leave, the emulator's full passes
+    took 60-307 ms, and a provider that stops that long stamps the calls queued meanwhile as
+    if they had come together (25 in one second at a pacing limit of 20). So every
+    ``FREEZE_EVERY`` records what has survived is frozen, after a collection of the young
+    generations (a cycle that is frozen is not freed until the next reset). Forgetting the
+    records unfreezes everything and collects once, while nothing is being measured.
+    """
+
+    def __init__(self, every: int = FREEZE_EVERY) -> None:
+        self._every = every
+        self._since = 0
+        self._lock = threading.Lock()
+
+    def added(self) -> None:
+        with self._lock:
+            self._since += 1
+            if self._since < self._every:
+                return
+            self._since = 0
+        gc.collect(1)
+        gc.freeze()
+
+    def forgotten(self) -> None:
+        with self._lock:
+            self._since = 0
+        gc.unfreeze()
+        freeze_startup_objects()

@@ -67,6 +67,8 @@ def record(response: Response) -> Response:
     )
     with state.lock:
         state.requests.append(entry)
+    if state.heap is not None:
+        state.heap.added()
     return response
 
 

@@ -19,7 +19,7 @@ from waitress.server import create_server
 from robot.emulator.app import create_emulator_app, emulator_state
 from robot.emulator.settings import EmulatorSettings
 from robot.emulator.state import EmulatorState
-from robot.heap import freeze_startup_objects
+from robot.heap import GrowingRecords, freeze_startup_objects
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,8 @@ def serve_emulator(settings: EmulatorSettings, host: str, port: int) -> None:
 
         def load(self) -> Any:
             app = create_emulator_app(settings)
-            _Gunicorn.state = emulator_state(app)
+            _Gunicorn.state = state = emulator_state(app)
+            state.heap = GrowingRecords()
             freeze_startup_objects()
             log.info("Twilio emulator listening on http://%s:%s", host, port)
             return app

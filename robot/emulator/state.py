@@ -12,6 +12,7 @@ from robot.emulator.records import CallRecord, MessageRecord, RequestRecord
 from robot.emulator.scheduler import Scheduler
 from robot.emulator.settings import EmulatorSettings
 from robot.emulator.webhooks import CallbackLanes, WebhookClient
+from robot.heap import GrowingRecords
 
 
 class EmulatorState:
@@ -44,6 +45,8 @@ class EmulatorState:
         self.webhooks = WebhookClient(settings.auth_token, settings.callback_timeout)
         self.lanes = CallbackLanes(settings.callback_workers)
         self.scheduler = Scheduler(settings.time_scale, settings.call_workers)
+        #: Set when the emulator has a process of its own (not in a test's process).
+        self.heap: GrowingRecords | None = None
         self._closed = False
         self._epoch = time.monotonic()
 
@@ -95,6 +98,8 @@ class EmulatorState:
             self.active_calls = 0
             self.media_seconds.clear()
             self.changed.notify_all()
+        if self.heap is not None:
+            self.heap.forgotten()
 
     def shutdown(self) -> None:
         """Stop the background threads and close HTTP sessions (idempotent)."""
