@@ -25,8 +25,7 @@ def freeze_startup_objects() -> None:
 
 
 class GrowingRecords:
-    """For a process that keeps every record until it is told to forget them all (the
-    emulator: every request, call and message until a reset).
+    """Freezes the records of a process that keeps them all until a reset (the emulator).
 
     Such records are never garbage before the reset, yet every full pass walks all of them:
     with the tens of thousands a benchmark's dispatch runs leave, the emulator's full passes
@@ -43,16 +42,18 @@ class GrowingRecords:
         self._lock = threading.Lock()
 
     def added(self) -> None:
+        # The collector calls run under the lock too: a freeze between a reset's unfreeze and
+        # its collection would freeze the garbage that collection is there to free.
         with self._lock:
             self._since += 1
             if self._since < self._every:
                 return
             self._since = 0
-        gc.collect(1)
-        gc.freeze()
+            gc.collect(1)
+            gc.freeze()
 
     def forgotten(self) -> None:
         with self._lock:
             self._since = 0
-        gc.unfreeze()
-        freeze_startup_objects()
+            gc.unfreeze()
+            freeze_startup_objects()

@@ -141,10 +141,22 @@ class RunningEmulator:
         self.stop()
 
 
+def _serve(server: Any, state: EmulatorState) -> None:
+    try:
+        server.run()
+    except (OSError, ValueError):
+        # stop() closed the sockets from its own thread (the trigger was gone): the loop's
+        # select() fails on them, which is how it ends then. Anything else is a real fault.
+        if not state.closed:
+            raise
+
+
 def start_emulator_in_thread(
     settings: EmulatorSettings, host: str = "127.0.0.1", port: int = 0
 ) -> RunningEmulator:
     server, state = _make_server(settings, host, port)
-    thread = threading.Thread(target=server.run, name="emulator-http", daemon=True)
+    thread = threading.Thread(
+        target=_serve, args=(server, state), name="emulator-http", daemon=True
+    )
     thread.start()
     return RunningEmulator(f"http://{host}:{server.effective_port}", state, server, thread)

@@ -50,6 +50,11 @@ class EmulatorState:
         self._closed = False
         self._epoch = time.monotonic()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` has run."""
+        return self._closed
+
     # --- time -----------------------------------------------------------------------------
 
     def emulated_now(self) -> float:

@@ -7,6 +7,7 @@ import requests
 from twilio.rest import Client
 
 from robot.emulator import EmulatorSettings, RunningEmulator, create_emulator_app, emulator_state
+from robot.heap import GrowingRecords
 
 from .support import (
     ACCOUNT_SID,
@@ -136,3 +137,31 @@ def test_bad_settings_are_refused() -> None:
         create_emulator_app(EmulatorSettings(ACCOUNT_SID, AUTH_TOKEN, callees={"+1555": "sleepy"}))
     with pytest.raises(ValueError, match="time_scale"):
         create_emulator_app(EmulatorSettings(ACCOUNT_SID, AUTH_TOKEN, time_scale=0))
+
+
+class _CountingRecords(GrowingRecords):
+    """Counts what the emulator tells its heap policy, without freezing the test process."""
+
+    def __init__(self) -> None:
+        super().__init__(every=10**9)
+        self.added_count = 0
+        self.resets = 0
+
+    def added(self) -> None:
+        self.added_count += 1
+
+    def forgotten(self) -> None:
+        self.resets += 1
+
+
+def test_a_served_emulator_tells_its_heap_of_each_request_and_each_reset(
+    client: Client, emulator: RunningEmulator
+) -> None:
+    """The emulator in a process of its own freezes its records as they grow (robot/heap.py)."""
+    records = _CountingRecords()
+    emulator.state.heap = records
+    client.messages.create(to="+8613800138000", from_="+15005550006", body="one")
+    client.messages.create(to="+8613800138001", from_="+15005550006", body="two")
+    assert records.added_count == len(control(emulator, "GET", "/requests")) == 2
+    control(emulator, "POST", "/reset")
+    assert records.resets == 1

@@ -149,9 +149,9 @@ def test_a_worker_that_dies_after_claiming_leaves_nothing_stuck(
     # All five in the first pass, as a rule. With a 1 s lease, a slow pass (a loaded CI machine)
     # hands back an attempt whose lease is about to end rather than send it: the next pass
     # takes it. Either way each is sent exactly once.
-    placed = [survivor.dispatcher.run_once() for _ in range(3)]
+    placed = [survivor.dispatcher.run_once() for _ in range(5)]
     survivor.close()
-    assert sum(placed) == 5 and placed[0] > 0, placed
+    assert sum(placed) == 5, placed
     assert set(created(emulator, "Messages").values()) == {1}
     assert len(created(emulator, "Messages")) == 5
 
