@@ -243,6 +243,11 @@ class _Placed:
     at: datetime
     adopted: bool = False
 
+    @classmethod
+    def found(cls, attempt: _Target, call: RemoteState) -> _Placed:
+        """A call the provider already had for the attempt, adopted instead of placed again."""
+        return cls(attempt, Receipt(call.sid, call.status), utcnow(), adopted=True)
+
 
 @dataclass(frozen=True, slots=True)
 class _CaseCheck:
@@ -471,8 +476,7 @@ class Dispatcher:
                 self._transient(attempt, exc)
                 return
             if existing is not None:
-                receipt = Receipt(existing.sid, existing.status)
-                done.append(_Placed(attempt, receipt, utcnow(), adopted=True))
+                done.append(_Placed.found(attempt, existing))
                 return
         horizon = self.settings.worker.lease_seconds / 2
         for _ in range(10):
@@ -516,9 +520,7 @@ class Dispatcher:
                 self._strikes = True
             existing = self._created_after_all(attempt, exc)
             if existing is not None:
-                done.append(
-                    _Placed(attempt, Receipt(existing.sid, existing.status), utcnow(), True)
-                )
+                done.append(_Placed.found(attempt, existing))
                 return
             if exc.permanent:
                 self._permanent(attempt, exc)
