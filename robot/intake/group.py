@@ -24,6 +24,8 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from robot.db import is_postgres
+from robot.intake.lone import fits, store_lone
 from robot.intake.service import Accepted, Status, accept_each, accept_warnings
 from robot.intake.validation import WarningInput
 from robot.models import utcnow
@@ -55,6 +57,7 @@ class GroupWriter:
 
     def __init__(self, engine: Engine, waker: Waker) -> None:
         self._engine = engine
+        self._postgres = is_postgres(engine)
         self._waker = waker
         self._queue: list[_Pending] = []
         self._queue_lock = threading.Lock()
@@ -104,6 +107,8 @@ class GroupWriter:
 
     def _write_alone(self, pending: _Pending, now: datetime) -> None:
         try:
+            if self._postgres and fits(pending.warnings) and self._write_lone(pending, now):
+                return
             try:
                 self._transaction([pending], now, accept_warnings)
             except IntegrityError:
@@ -111,6 +116,19 @@ class GroupWriter:
                 self._transaction([pending], now, accept_each)
         except Exception as exc:  # handed to the request's own thread, which raises it
             pending.error = exc
+
+    def _write_lone(self, pending: _Pending, now: datetime) -> bool:
+        """PostgreSQL, one warning: one statement stores it, unless it merges into a case."""
+        try:
+            with self._engine.connect() as conn:
+                autocommit = conn.execution_options(isolation_level="AUTOCOMMIT")
+                result = store_lone(autocommit, pending.source, pending.warnings[0], now)
+        except IntegrityError:
+            return False  # a concurrent request won a race; nothing was written
+        if result is None:
+            return False
+        pending.results = [result]
+        return True
 
     def _transaction(self, group: list[_Pending], now: datetime, store: Store) -> None:
         """Write every request of the group in one transaction; results are set after COMMIT."""

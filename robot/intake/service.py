@@ -89,56 +89,16 @@ def _store(session: Session, source: Caller, warning: WarningInput, now: datetim
         )
     )
     _add_contacts(session, case, warning, now)
-    record(
-        session,
-        case.id,
-        "warning.received",
-        actor,
-        {
-            "external_id": warning.external_id,
-            "risk": warning.risk.value,
-            "fraud_type": warning.fraud_type.value,
-            "trigger": warning.trigger.value if warning.trigger else None,
-            "result": status.value,
-        },
-        at=now,
-    )
+    record(session, case.id, "warning.received", actor, received_data(warning, status), at=now)
     session.flush()
     return Accepted(status, case.id)
 
 
 def _open_case(session: Session, source: Caller, warning: WarningInput, now: datetime) -> Case:
-    case = Case(
-        source_id=source.id,
-        phone=warning.phone.e164,
-        open_key=warning.phone.e164,
-        region=warning.phone.region,
-        timezone=warning.phone.timezone,
-        name=warning.name,
-        language=warning.language,
-        area=warning.area,
-        address=warning.address,
-        risk=warning.risk.value,
-        fraud_type=warning.fraud_type.value,
-        trigger=warning.trigger.value if warning.trigger else None,
-        state=CaseState.OPEN.value,
-        critical=False,
-        opened_at=now,
-        updated_at=now,
-        # The worker looks at the case at once: it schedules and places the first SMS and call.
-        next_review_at=now,
-        version=0,
-    )
+    case = Case(**NewCase(source, warning, now).row())
     session.add(case)
     session.flush()  # the unique open_key index fires here if another request won the race
-    record(
-        session,
-        case.id,
-        "case.opened",
-        f"source:{source.name}",
-        {"phone": mask(case.phone), "risk": case.risk, "fraud_type": case.fraud_type},
-        at=now,
-    )
+    record(session, case.id, "case.opened", f"source:{source.name}", opened_data(case), at=now)
     return case
 
 
@@ -208,6 +168,15 @@ _STORED_IDS = select(IncomingWarning.external_id, IncomingWarning.case_id).where
 _OPEN_CASE_IDS = (
     select(_cases.c.id).where(_cases.c.open_key.in_(bindparam("keys", expanding=True)))
 ).with_for_update()
+_LOOK_UP_ONE = select(
+    select(_warnings.c.case_id)
+    .where(
+        _warnings.c.source_id == bindparam("source_id"),
+        _warnings.c.external_id == bindparam("external_id"),
+    )
+    .scalar_subquery(),
+    select(_cases.c.id).where(_cases.c.open_key == bindparam("key")).scalar_subquery(),
+)
 _INSERT_CASE = insert(_cases).returning(_cases.c.id)
 _INSERT_CASES = insert(_cases)
 # A new case's open_key is its number (phone: the same value, typed not-null).
@@ -219,8 +188,33 @@ _INSERT_CONTACTS = insert(Base.metadata.tables[Contact.__tablename__])
 _INSERT_EVENTS = insert(Base.metadata.tables[Event.__tablename__])
 
 
-class _NewCase:
+class NewCase:
     """A case this request opens, before it is written (attributes as on Case)."""
+
+    #: The columns :meth:`row` gives, in order.
+    COLUMNS = (
+        "source_id",
+        "phone",
+        "open_key",
+        "region",
+        "timezone",
+        "name",
+        "language",
+        "area",
+        "address",
+        "risk",
+        "fraud_type",
+        "trigger",
+        "state",
+        "critical",
+        "opened_at",
+        "updated_at",
+        "next_review_at",
+        "version",
+        "sms_blocked",
+        "calls_blocked",
+        "drill",
+    )
 
     def __init__(self, source: Caller, warning: WarningInput, now: datetime) -> None:
         self.id = 0
@@ -243,9 +237,14 @@ class _NewCase:
         # The worker looks at the case at once: it schedules and places the first SMS and call.
         self.next_review_at = now
         self.version = 0
+        # Written out, not left to the columns' defaults: INSERTs inside a WITH (robot.intake.
+        # lone) get no client-side defaults from SQLAlchemy.
+        self.sms_blocked = False
+        self.calls_blocked = False
+        self.drill = False
 
     def row(self) -> dict[str, Any]:
-        return {name: value for name, value in vars(self).items() if name != "id"}
+        return {name: getattr(self, name) for name in self.COLUMNS}
 
 
 @dataclass
@@ -256,7 +255,7 @@ class _Step:
     #: For a duplicate: the case id it was stored with, or the index of the earlier warning.
     ref: int
     warning: WarningInput | None = None
-    case: Case | _NewCase | None = None
+    case: Case | NewCase | None = None
     kind: str = ""
     data: dict[str, Any] | None = None
     #: The duplicate is of a warning earlier in this request (``ref`` is its index).
@@ -313,7 +312,10 @@ class _MergeSession:
     def cases(self, ids: Sequence[int]) -> list[Case]:
         if self._session is None:
             self._session = Session(bind=self._conn)
-        return list(self._session.scalars(select(Case).where(Case.id.in_(ids))))
+        # FOR UPDATE (PostgreSQL): a concurrent merge waits, and a case closed meanwhile comes
+        # back with no open_key (PostgreSQL reads the newest version of a row it had to wait for).
+        query = select(Case).where(Case.id.in_(ids)).with_for_update()
+        return list(self._session.scalars(query))
 
     def flush(self) -> None:
         if self._session is not None:
@@ -333,17 +335,8 @@ def _store_many(
 ) -> list[Accepted]:
     actor = f"source:{source.name}"
     # Core statements: ORM bulk inserts cost several times more.
-    external_ids = sorted({w.external_id for w in warnings})
-    seen: dict[str, int] = {}
-    for chunk in _chunks(external_ids):
-        stored = conn.execute(_STORED_IDS, {"source_id": source.id, "ids": chunk})
-        seen.update((external_id, case_id) for external_id, case_id in stored)
-    phones = sorted({w.phone.e164 for w in warnings if w.external_id not in seen})
-    open_cases: dict[str, Case | _NewCase] = {}
-    open_ids: list[int] = []
-    for chunk in _chunks(phones):
-        # FOR UPDATE: two warnings merging into one case at once must not lose a risk raise.
-        open_ids.extend(conn.scalars(_OPEN_CASE_IDS, {"keys": chunk}))
+    seen, open_ids = _look_up(conn, source, warnings)
+    open_cases: dict[str, Case | NewCase] = {}
     for chunk in _chunks(open_ids):
         # Only merges need the case itself, as an ORM object: accept_warnings flushes it.
         for found in merging.cases(chunk):
@@ -352,7 +345,7 @@ def _store_many(
 
     # First pass: what happens to each warning, in order (a later one may join an earlier one).
     plan: list[_Step] = []
-    new_cases: list[_NewCase] = []
+    new_cases: list[NewCase] = []
     first: dict[str, int] = {}
     for warning in warnings:
         if warning.external_id in seen:
@@ -362,12 +355,11 @@ def _store_many(
             plan.append(_Step(Status.DUPLICATE, first[warning.external_id], earlier=True))
             continue
         first[warning.external_id] = len(plan)
-        case: Case | _NewCase | None = open_cases.get(warning.phone.e164)
+        case: Case | NewCase | None = open_cases.get(warning.phone.e164)
         if case is None:
-            case = open_cases[warning.phone.e164] = _NewCase(source, warning, now)
+            case = open_cases[warning.phone.e164] = NewCase(source, warning, now)
             new_cases.append(case)
-            opened = {"phone": mask(case.phone), "risk": case.risk, "fraud_type": case.fraud_type}
-            plan.append(_Step(Status.CREATED, -1, warning, case, "case.opened", opened))
+            plan.append(_Step(Status.CREATED, -1, warning, case, "case.opened", opened_data(case)))
         else:
             changes = _merge_into(case, warning, now)
             merged: dict[str, Any] = {"external_id": warning.external_id, **changes}
@@ -405,7 +397,7 @@ def _store_many(
             results.append(Accepted(Status.DUPLICATE, case_id))
             continue
         warning, target = step.warning, step.case
-        event_rows.append(_event(target.id, step.kind, actor, step.data or {}, now))
+        event_rows.append(event_row(target.id, step.kind, actor, step.data or {}, now))
         warning_rows.append(
             {
                 "source_id": source.id,
@@ -429,14 +421,8 @@ def _store_many(
                     "created_at": now,
                 }
             )
-        received = {
-            "external_id": warning.external_id,
-            "risk": warning.risk.value,
-            "fraud_type": warning.fraud_type.value,
-            "trigger": warning.trigger.value if warning.trigger else None,
-            "result": step.status.value,
-        }
-        event_rows.append(_event(target.id, "warning.received", actor, received, now))
+        received = received_data(warning, step.status)
+        event_rows.append(event_row(target.id, "warning.received", actor, received, now))
         results.append(Accepted(step.status, target.id))
     for statement, rows in (
         (_INSERT_WARNINGS, warning_rows),
@@ -446,6 +432,35 @@ def _store_many(
         if rows:
             conn.execute(statement, rows)
     return results
+
+
+def _look_up(
+    conn: Connection, source: Caller, warnings: Sequence[WarningInput]
+) -> tuple[dict[str, int], list[int]]:
+    """The case ids of the warnings stored before (by external id), and the open cases' ids."""
+    seen: dict[str, int] = {}
+    open_ids: list[int] = []
+    if len(warnings) == 1:
+        # The common request: both look-ups in one statement, without expanding IN lists.
+        only = warnings[0]
+        params = {"source_id": source.id, "external_id": only.external_id, "key": only.phone.e164}
+        row = conn.execute(_LOOK_UP_ONE, params).one()
+        stored_id: int | None = row[0]
+        open_id: int | None = row[1]
+        if stored_id is not None:
+            seen[only.external_id] = stored_id
+        elif open_id is not None:
+            open_ids.append(open_id)  # locked when read as a Case (_MergeSession.cases)
+        return seen, open_ids
+    external_ids = sorted({w.external_id for w in warnings})
+    for chunk in _chunks(external_ids):
+        stored = conn.execute(_STORED_IDS, {"source_id": source.id, "ids": chunk})
+        seen.update((external_id, case_id) for external_id, case_id in stored)
+    phones = sorted({w.phone.e164 for w in warnings if w.external_id not in seen})
+    for chunk in _chunks(phones):
+        # FOR UPDATE: two warnings merging into one case at once must not lose a risk raise.
+        open_ids.extend(conn.scalars(_OPEN_CASE_IDS, {"keys": chunk}))
+    return seen, open_ids
 
 
 def _known_contacts(
@@ -464,7 +479,23 @@ def _known_contacts(
     return known
 
 
-def _event(
+def opened_data(case: Case | NewCase) -> dict[str, Any]:
+    """The data of a ``case.opened`` event."""
+    return {"phone": mask(case.phone), "risk": case.risk, "fraud_type": case.fraud_type}
+
+
+def received_data(warning: WarningInput, status: Status) -> dict[str, Any]:
+    """The data of a ``warning.received`` event."""
+    return {
+        "external_id": warning.external_id,
+        "risk": warning.risk.value,
+        "fraud_type": warning.fraud_type.value,
+        "trigger": warning.trigger.value if warning.trigger else None,
+        "result": status.value,
+    }
+
+
+def event_row(
     case_id: int, kind: str, actor: str, data: dict[str, Any], at: datetime
 ) -> dict[str, Any]:
     return {
