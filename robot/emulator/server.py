@@ -116,6 +116,9 @@ class RunningEmulator:
         """Stop serving and end the emulator's threads; a second call does nothing."""
         self.state.shutdown()  # idempotent; ends long polls
         if not self.thread.is_alive():
+            # The loop has ended (or never ran): nothing else will close its sockets, and a
+            # listening socket left to the garbage collector warns in whatever runs then.
+            _close(self.server)
             return
         # The loop thread closes everything itself (woken through its trigger), and with
         # nothing left to watch its loop returns.

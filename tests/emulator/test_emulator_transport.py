@@ -19,8 +19,9 @@ from flask import Flask, Response, redirect, request
 from twilio.request_validator import RequestValidator
 from werkzeug.serving import make_server
 
-from robot.emulator import RunningEmulator
+from robot.emulator import EmulatorSettings, RunningEmulator
 from robot.emulator.scheduler import Scheduler
+from robot.emulator.server import _make_server
 from robot.emulator.webhooks import WebhookClient
 
 from .support import ACCOUNT_SID, AUTH_TOKEN
@@ -49,6 +50,20 @@ def _read_all(sock: socket.socket) -> bytes:
 
 
 # --- the server -------------------------------------------------------------------------------
+
+
+def test_stop_closes_the_sockets_of_a_loop_that_already_ended() -> None:
+    # A loop that ended early (its select() failed) leaves the listening socket open: stop()
+    # must close it, or the garbage collector warns later, in whatever test runs then.
+    server, state = _make_server(
+        EmulatorSettings(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN), "127.0.0.1", 0
+    )
+    ended = threading.Thread(target=lambda: None)
+    ended.start()
+    ended.join()
+    listening = server.socket
+    RunningEmulator("http://127.0.0.1:0", state, server, ended).stop()
+    assert listening.fileno() == -1
 
 
 def test_rest_connections_are_kept_alive(emulator: RunningEmulator) -> None:
