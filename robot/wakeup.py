@@ -14,12 +14,19 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, func, literal, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import Function
 
 CHANNEL = "robot_wake"
 _NOTIFY = text("SELECT pg_notify(:channel, '')")
+
+
+def notify_call() -> Function[Any]:
+    """PostgreSQL: the NOTIFY that wakes the workers, as an expression for a statement that
+    writes and wakes in one round trip (delivered when that statement's transaction commits)."""
+    return func.pg_notify(literal(CHANNEL), literal(""))
 
 
 def socket_path(engine: Engine) -> Path:

@@ -1,17 +1,18 @@
 """PostgreSQL: a request of one warning that opens a case, stored by one statement.
 
 Most requests carry one warning for a number with no open case. Through the general path that
-took nine round trips to the server: BEGIN, the look-ups of the external id and of an open case,
-the INSERTs of the case, the warning and its two events, the wake-up NOTIFY and COMMIT. Here
-all of it is one statement, run in autocommit (a statement is its own transaction): the
+is a transaction of round trips to the server: BEGIN, the look-ups of the external id and of an
+open case, the INSERTs of the case, the warning and its two events, the wake-up NOTIFY and COMMIT.
+Here all of it is one statement, run in autocommit (a statement is its own transaction): the
 data-modifying CTEs insert the case, the warning and the events only if neither look-up found a
 row, and NOTIFY the worker for the new case.
 
 It gives the same rows, events and result as :func:`robot.intake.service.accept_warnings`. When
 the warning is a duplicate, the statement has written nothing and its answer is final. When the
 number has an open case (a merge) it has also written nothing, and the caller stores the warning
-through the general path. A lost race raises IntegrityError and leaves nothing behind, as any
-failed statement does.
+through the general path, which looks the case up again: a merge pays one round trip more
+than before, for the sake of the far more common new case. A lost race raises IntegrityError and
+leaves nothing behind, as any failed statement does.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    literal,
     select,
     union_all,
 )
@@ -40,11 +40,12 @@ from robot.intake.service import (
     event_row,
     opened_data,
     received_data,
+    warning_row,
 )
 from robot.intake.validation import WarningInput
 from robot.models import Base, Case, Event, IncomingWarning
 from robot.sources import Caller
-from robot.wakeup import CHANNEL
+from robot.wakeup import notify_call
 
 _cases = Base.metadata.tables[Case.__tablename__]
 _warnings = Base.metadata.tables[IncomingWarning.__tablename__]
@@ -95,6 +96,8 @@ def _statement() -> Select[Any]:
     )
     new_warning = insert(_warnings).from_select([*_WARNING_COLUMNS, "case_id"], warning_values)
     # One INSERT for both events, in order: the timeline orders events of a moment by id.
+    # PostgreSQL runs UNION ALL's branches in order and numbers rows as they come (the status
+    # callbacks' statement relies on the same); SQL itself does not promise it.
     event_rows = [
         select(
             new_case.c.id,
@@ -104,7 +107,7 @@ def _statement() -> Select[Any]:
     ]
     new_events = insert(_events).from_select(["case_id", *_EVENT_COLUMNS], union_all(*event_rows))
     # A plain SELECT in a WITH only runs if the query reads it (data-modifying CTEs always run).
-    notify = select(func.pg_notify(literal(CHANNEL), literal(""))).select_from(new_case).cte("woke")
+    notify = select(notify_call()).select_from(new_case).cte("woke")
     return select(
         select(stored.c.case_id).scalar_subquery(),
         select(open_case.c.id).scalar_subquery(),
@@ -123,12 +126,9 @@ def store_lone(
     """
     case = NewCase(source, warning, now)
     params: dict[str, Any] = {f"c_{name}": value for name, value in case.row().items()}
-    params.update(
-        w_source_id=source.id,
-        w_external_id=warning.external_id,
-        w_payload=warning.raw,
-        w_received_at=now,
-    )
+    # The new case's id comes from the statement itself: the rows' case_id (0 here) is unused.
+    stored = warning_row(source, warning, 0, now)
+    params.update({f"w_{name}": stored[name] for name in _WARNING_COLUMNS})
     actor = f"source:{source.name}"
     events = (
         event_row(0, "case.opened", actor, opened_data(case), now),

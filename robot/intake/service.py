@@ -398,15 +398,7 @@ def _store_many(
             continue
         warning, target = step.warning, step.case
         event_rows.append(event_row(target.id, step.kind, actor, step.data or {}, now))
-        warning_rows.append(
-            {
-                "source_id": source.id,
-                "external_id": warning.external_id,
-                "case_id": target.id,
-                "payload": warning.raw,
-                "received_at": now,
-            }
-        )
+        warning_rows.append(warning_row(source, warning, target.id, now))
         phones_known = known.setdefault(target.id, set())
         for contact in warning.contacts:
             if contact.phone.e164 in phones_known or contact.phone.e164 == target.phone:
@@ -477,6 +469,19 @@ def _known_contacts(
         for case_id, number in rows:
             known.setdefault(case_id, set()).add(number)
     return known
+
+
+def warning_row(
+    source: Caller, warning: WarningInput, case_id: int, now: datetime
+) -> dict[str, Any]:
+    """The stored warning, as a row of the warnings table."""
+    return {
+        "source_id": source.id,
+        "external_id": warning.external_id,
+        "case_id": case_id,
+        "payload": warning.raw,
+        "received_at": now,
+    }
 
 
 def opened_data(case: Case | NewCase) -> dict[str, Any]:

@@ -30,7 +30,6 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
-    literal,
     select,
     union_all,
     update,
@@ -40,7 +39,7 @@ from robot.app import services
 from robot.db import is_postgres
 from robot.models import Attempt, Base, Case, Event, utcnow
 from robot.timeline import event_row
-from robot.wakeup import CHANNEL
+from robot.wakeup import notify_call
 
 #: The actor of every event a provider callback leaves.
 PROVIDER = "provider"
@@ -182,7 +181,7 @@ def _write_all(changed: tuple[str, ...], events: int, finished: bool, wake: bool
     if not wake:
         return select(applied).add_cte(*ctes)
     # A plain SELECT in a WITH only runs if the query reads it (data-modifying CTEs always run).
-    notify = select(func.pg_notify(literal(CHANNEL), literal(""))).select_from(attempt).cte("woke")
+    notify = select(notify_call()).select_from(attempt).cte("woke")
     woke = select(func.count()).select_from(notify).scalar_subquery()
     return select(applied, woke).add_cte(*ctes)
 

@@ -35,8 +35,8 @@ def _writer(app: Flask) -> GroupWriter:
 
 @contextmanager
 def commits(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """Count the writes committed meanwhile: transactions, and lone-warning statements (each
-    its own transaction in autocommit, which the engine's commit event does not see)."""
+    """Count the transactions committed meanwhile, a lone-warning statement as one (it is its
+    own transaction in autocommit, which the engine's commit event does not see)."""
     seen = [0]
 
     def on_commit(conn: Connection) -> None:

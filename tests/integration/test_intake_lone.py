@@ -8,16 +8,17 @@ and wake the worker.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, Engine, event, insert, select
+from sqlalchemy import Connection, Engine, event, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+import robot.intake.group as group_module
 from robot.app import Services
 from robot.intake.lone import fits, store_lone
 from robot.intake.service import NewCase, Status, accept_warnings
@@ -137,9 +138,14 @@ def test_a_duplicate_is_answered_from_what_is_stored(
 ) -> None:
     with autocommit(engine) as conn:
         first = store_lone(conn, caller(source), checked(external_id="dup"), NOW)
-        again = store_lone(
-            conn, caller(source), checked(external_id="dup", phone="13900139000"), NOW
-        )
+        listener = WakeListener(engine)
+        try:
+            again = store_lone(
+                conn, caller(source), checked(external_id="dup", phone="13900139000"), NOW
+            )
+            assert not listener.wait(0.2)  # nothing new: nobody is woken
+        finally:
+            listener.close()
     assert first is not None and again is not None
     assert (again.status, again.case_id) == (Status.DUPLICATE, first.case_id)
     assert count(sessions, Case) == 1
@@ -170,34 +176,183 @@ def test_a_number_with_an_open_case_writes_nothing_and_merges_the_general_way(
         assert case is not None and case.risk == "high"
 
 
+class Rival:
+    """Another request's transaction, holding rows it has written but not committed."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.conn = engine.connect()
+        self.transaction = self.conn.begin()
+
+    def commit(self) -> None:
+        self.transaction.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class InThread:
+    """Run ``work`` in a thread; the test checks that it waits, then lets the rival commit."""
+
+    def __init__(self, work: Callable[[], Any]) -> None:
+        self.result: list[Any] = []
+        self.thread = threading.Thread(target=lambda: self.result.append(work()))
+        self.thread.start()
+
+    def waiting(self) -> bool:
+        self.thread.join(0.5)
+        return self.thread.is_alive()
+
+    def finish(self) -> Any:
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        return self.result[0]
+
+
+@pytest.fixture
+def lone_outcomes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What each store_lone the writer runs comes to: a result, None, or the exception's name."""
+    seen: list[str] = []
+    real = group_module.store_lone
+
+    def recorded(*args: Any) -> Any:
+        try:
+            result = real(*args)
+        except Exception as exc:
+            seen.append(type(exc).__name__)
+            raise
+        seen.append("none" if result is None else result.status.value)
+        return result
+
+    monkeypatch.setattr(group_module, "store_lone", recorded)
+    return seen
+
+
 @POSTGRES_ONLY
-def test_a_lost_race_writes_nothing_and_the_writer_merges_instead(
-    app: Any, engine: Engine, sessions: sessionmaker[Session], source: NewSource
+def test_a_case_race_lost_writes_nothing_and_the_writer_merges_instead(
+    app: Any,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    source: NewSource,
+    lone_outcomes: list[str],
 ) -> None:
-    # Another transaction opens a case for the number and has not committed: the statement
-    # does not see it, waits on the unique index, and fails once the other commits.
-    rival_case = NewCase(caller(source), checked(external_id="rival"), NOW).row()
-    rival = engine.connect()
-    rival_tx = rival.begin()
-    rival.execute(insert(Case.__table__).values(rival_case))
-    services: Services = app.extensions["robot"]
-    answers: list[Any] = []
-
-    def lone_request() -> None:
-        answers.extend(services.intake_writer.store(caller(source), [checked(external_id="w")]))
-
-    thread = threading.Thread(target=lone_request)
-    thread.start()
-    thread.join(0.5)
-    assert thread.is_alive()  # waiting on the rival's row
-    rival_tx.commit()
-    rival.close()
-    thread.join(10)
+    # The rival opens a case for the number and has not committed: the statement does not see
+    # it, waits on the unique index, and fails once the rival commits.
+    rival = Rival(engine)
+    try:
+        rival.conn.execute(
+            insert(Case.__table__).values(
+                NewCase(caller(source), checked(external_id="rival"), NOW).row()
+            )
+        )
+        services: Services = app.extensions["robot"]
+        request = InThread(
+            lambda: services.intake_writer.store(caller(source), [checked(external_id="w")])
+        )
+        assert request.waiting()
+        rival.commit()
+        answers = request.finish()
+    finally:
+        rival.close()
+    assert lone_outcomes == ["IntegrityError"]
     with sessions() as session:
         case_id = session.scalar(select(Case.id))
     assert [(a.status, a.case_id) for a in answers] == [(Status.MERGED, case_id)]
     assert count(sessions, Case) == 1
     assert count(sessions, IncomingWarning) == 1
+
+
+@POSTGRES_ONLY
+def test_a_warning_race_lost_after_the_case_was_inserted_leaves_no_case(
+    app: Any,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    source: NewSource,
+    lone_outcomes: list[str],
+) -> None:
+    # The rival stored the same external id, for another number, and has not committed. The
+    # statement inserts its case, then waits on the warnings' unique index and fails: the case
+    # must go with it. The writer then finds the rival's warning: a duplicate.
+    rival = Rival(engine)
+    try:
+        (theirs,) = accept_warnings(
+            rival.conn, caller(source), [checked(external_id="same", phone="13900139000")], NOW
+        )
+        services: Services = app.extensions["robot"]
+        request = InThread(
+            lambda: services.intake_writer.store(caller(source), [checked(external_id="same")])
+        )
+        assert request.waiting()
+        rival.commit()
+        answers = request.finish()
+    finally:
+        rival.close()
+    assert lone_outcomes == ["IntegrityError"]
+    assert [(a.status, a.case_id) for a in answers] == [(Status.DUPLICATE, theirs.case_id)]
+    with sessions() as session:
+        assert session.scalars(select(Case.phone)).all() == ["+8613900139000"]
+    assert count(sessions, IncomingWarning) == 1
+    assert count(sessions, Event) == 2  # the rival's two
+
+
+@POSTGRES_ONLY
+def test_a_merge_waits_for_a_concurrent_merge_and_keeps_its_risk_raise(
+    engine: Engine, sessions: sessionmaker[Session], source: NewSource
+) -> None:
+    with engine.begin() as conn:
+        (opened,) = accept_warnings(
+            conn, caller(source), [checked(external_id="a", risk="low")], NOW
+        )
+    rival = Rival(engine)
+    try:
+        accept_warnings(rival.conn, caller(source), [checked(external_id="b", risk="high")], NOW)
+
+        def merge_medium() -> Any:
+            with engine.begin() as conn:
+                return accept_warnings(
+                    conn, caller(source), [checked(external_id="c", risk="medium")], NOW
+                )
+
+        request = InThread(merge_medium)
+        assert request.waiting()  # the case is locked as it is read
+        rival.commit()
+        (ours,) = request.finish()
+    finally:
+        rival.close()
+    assert (ours.status, ours.case_id) == (Status.MERGED, opened.case_id)
+    with sessions() as session:
+        case = session.get(Case, opened.case_id)
+        assert case is not None
+        assert (case.risk, case.version) == ("high", 2)
+
+
+@POSTGRES_ONLY
+def test_a_case_closed_while_a_merge_waited_gets_a_new_case(
+    engine: Engine, sessions: sessionmaker[Session], source: NewSource
+) -> None:
+    with engine.begin() as conn:
+        (opened,) = accept_warnings(conn, caller(source), [checked(external_id="a")], NOW)
+    rival = Rival(engine)
+    try:
+        rival.conn.execute(
+            update(Case.__table__)
+            .where(Case.__table__.c.id == opened.case_id)
+            .values(open_key=None, state="closed")
+        )
+
+        def merge() -> Any:
+            with engine.begin() as conn:
+                return accept_warnings(conn, caller(source), [checked(external_id="b")], NOW)
+
+        request = InThread(merge)
+        assert request.waiting()
+        rival.commit()
+        (ours,) = request.finish()
+    finally:
+        rival.close()
+    assert ours.status == Status.CREATED and ours.case_id != opened.case_id
+    with sessions() as session:
+        new = session.get(Case, ours.case_id)
+        assert new is not None and new.open_key == "+8613800138000"
 
 
 def test_only_one_warning_without_contacts_fits() -> None:
