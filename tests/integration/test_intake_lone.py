@@ -176,22 +176,8 @@ def test_a_number_with_an_open_case_writes_nothing_and_merges_the_general_way(
         assert case is not None and case.risk == "high"
 
 
-class Rival:
-    """Another request's transaction, holding rows it has written but not committed."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.conn = engine.connect()
-        self.transaction = self.conn.begin()
-
-    def commit(self) -> None:
-        self.transaction.commit()
-
-    def close(self) -> None:
-        self.conn.close()
-
-
 class InThread:
-    """Run ``work`` in a thread; the test checks that it waits, then lets the rival commit."""
+    """Run ``work`` in a thread and keep what it returns."""
 
     def __init__(self, work: Callable[[], Any]) -> None:
         self.result: list[Any] = []
@@ -206,6 +192,43 @@ class InThread:
         self.thread.join(10)
         assert not self.thread.is_alive()
         return self.result[0]
+
+
+def behind_a_rival(
+    engine: Engine, rival_writes: Callable[[Connection], Any], work: Callable[[], Any]
+) -> tuple[Any, Any]:
+    """Run ``work`` while another transaction holds what ``rival_writes`` wrote, uncommitted:
+    check that the work waits for it, commit the rival, and return both their results."""
+    rival = engine.connect()
+    try:
+        transaction = rival.begin()
+        theirs = rival_writes(rival)
+        request = InThread(work)
+        assert request.waiting()
+        transaction.commit()
+        return theirs, request.finish()
+    finally:
+        rival.close()
+
+
+def storing(source: NewSource, external_id: str, **fields: Any) -> Callable[[Connection], Any]:
+    """The general path storing one warning in the caller's transaction."""
+    warning = checked(external_id=external_id, **fields)
+    return lambda conn: accept_warnings(conn, caller(source), [warning], NOW)
+
+
+def in_transaction(engine: Engine, write: Callable[[Connection], Any]) -> Callable[[], Any]:
+    def run() -> Any:
+        with engine.begin() as conn:
+            return write(conn)
+
+    return run
+
+
+def written_alone(app: Any, source: NewSource, warning: WarningInput) -> Callable[[], Any]:
+    """A request of one warning, as the intake writes it."""
+    services: Services = app.extensions["robot"]
+    return lambda: services.intake_writer.store(caller(source), [warning])
 
 
 @pytest.fixture
@@ -237,22 +260,12 @@ def test_a_case_race_lost_writes_nothing_and_the_writer_merges_instead(
 ) -> None:
     # The rival opens a case for the number and has not committed: the statement does not see
     # it, waits on the unique index, and fails once the rival commits.
-    rival = Rival(engine)
-    try:
-        rival.conn.execute(
-            insert(Case.__table__).values(
-                NewCase(caller(source), checked(external_id="rival"), NOW).row()
-            )
-        )
-        services: Services = app.extensions["robot"]
-        request = InThread(
-            lambda: services.intake_writer.store(caller(source), [checked(external_id="w")])
-        )
-        assert request.waiting()
-        rival.commit()
-        answers = request.finish()
-    finally:
-        rival.close()
+    rival_case = NewCase(caller(source), checked(external_id="rival"), NOW).row()
+    _, answers = behind_a_rival(
+        engine,
+        lambda conn: conn.execute(insert(Case.__table__).values(rival_case)),
+        written_alone(app, source, checked(external_id="w")),
+    )
     assert lone_outcomes == ["IntegrityError"]
     with sessions() as session:
         case_id = session.scalar(select(Case.id))
@@ -272,20 +285,11 @@ def test_a_warning_race_lost_after_the_case_was_inserted_leaves_no_case(
     # The rival stored the same external id, for another number, and has not committed. The
     # statement inserts its case, then waits on the warnings' unique index and fails: the case
     # must go with it. The writer then finds the rival's warning: a duplicate.
-    rival = Rival(engine)
-    try:
-        (theirs,) = accept_warnings(
-            rival.conn, caller(source), [checked(external_id="same", phone="13900139000")], NOW
-        )
-        services: Services = app.extensions["robot"]
-        request = InThread(
-            lambda: services.intake_writer.store(caller(source), [checked(external_id="same")])
-        )
-        assert request.waiting()
-        rival.commit()
-        answers = request.finish()
-    finally:
-        rival.close()
+    (theirs,), answers = behind_a_rival(
+        engine,
+        storing(source, "same", phone="13900139000"),
+        written_alone(app, source, checked(external_id="same")),
+    )
     assert lone_outcomes == ["IntegrityError"]
     assert [(a.status, a.case_id) for a in answers] == [(Status.DUPLICATE, theirs.case_id)]
     with sessions() as session:
@@ -298,26 +302,13 @@ def test_a_warning_race_lost_after_the_case_was_inserted_leaves_no_case(
 def test_a_merge_waits_for_a_concurrent_merge_and_keeps_its_risk_raise(
     engine: Engine, sessions: sessionmaker[Session], source: NewSource
 ) -> None:
-    with engine.begin() as conn:
-        (opened,) = accept_warnings(
-            conn, caller(source), [checked(external_id="a", risk="low")], NOW
-        )
-    rival = Rival(engine)
-    try:
-        accept_warnings(rival.conn, caller(source), [checked(external_id="b", risk="high")], NOW)
-
-        def merge_medium() -> Any:
-            with engine.begin() as conn:
-                return accept_warnings(
-                    conn, caller(source), [checked(external_id="c", risk="medium")], NOW
-                )
-
-        request = InThread(merge_medium)
-        assert request.waiting()  # the case is locked as it is read
-        rival.commit()
-        (ours,) = request.finish()
-    finally:
-        rival.close()
+    (opened,) = in_transaction(engine, storing(source, "a", risk="low"))()
+    # The case is locked as it is read: the medium warning waits for the high one's commit.
+    _, (ours,) = behind_a_rival(
+        engine,
+        storing(source, "b", risk="high"),
+        in_transaction(engine, storing(source, "c", risk="medium")),
+    )
     assert (ours.status, ours.case_id) == (Status.MERGED, opened.case_id)
     with sessions() as session:
         case = session.get(Case, opened.case_id)
@@ -329,26 +320,15 @@ def test_a_merge_waits_for_a_concurrent_merge_and_keeps_its_risk_raise(
 def test_a_case_closed_while_a_merge_waited_gets_a_new_case(
     engine: Engine, sessions: sessionmaker[Session], source: NewSource
 ) -> None:
-    with engine.begin() as conn:
-        (opened,) = accept_warnings(conn, caller(source), [checked(external_id="a")], NOW)
-    rival = Rival(engine)
-    try:
-        rival.conn.execute(
-            update(Case.__table__)
-            .where(Case.__table__.c.id == opened.case_id)
-            .values(open_key=None, state="closed")
-        )
-
-        def merge() -> Any:
-            with engine.begin() as conn:
-                return accept_warnings(conn, caller(source), [checked(external_id="b")], NOW)
-
-        request = InThread(merge)
-        assert request.waiting()
-        rival.commit()
-        (ours,) = request.finish()
-    finally:
-        rival.close()
+    (opened,) = in_transaction(engine, storing(source, "a"))()
+    close = (
+        update(Case.__table__)
+        .where(Case.__table__.c.id == opened.case_id)
+        .values(open_key=None, state="closed")
+    )
+    _, (ours,) = behind_a_rival(
+        engine, lambda conn: conn.execute(close), in_transaction(engine, storing(source, "b"))
+    )
     assert ours.status == Status.CREATED and ours.case_id != opened.case_id
     with sessions() as session:
         new = session.get(Case, ours.case_id)
