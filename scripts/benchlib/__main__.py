@@ -4,6 +4,7 @@
     scripts/bench --smoke               # tiny counts, SQLite only: checks the bench still works
     scripts/bench --only intake,dial    # some measurements only
     scripts/bench --profile             # py-spy (collapsed stacks) of each server while loaded
+    scripts/bench --profile --gil       # the same, only samples holding the GIL (CPU, not waits)
 
 See docs/performance.md for what each figure means and the latest results.
 """
@@ -88,6 +89,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--output", help="results file (default: var/bench/results-<time>.json)")
     parser.add_argument("--profile", action="store_true", help="py-spy each server under load")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="with --profile: keep only samples that hold the GIL (Python's CPU, not its waits)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, databases)")
     return parser.parse_args(argv)
 
@@ -145,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PostgreSQL unreachable at {config.postgres_url}: running on SQLite only")
         config.databases = tuple(d for d in config.databases if d != "postgres")
     stack = Stack(
-        workdir, profile_dir=(output.parent / f"profile-{stamp}") if args.profile else None
+        workdir,
+        profile_dir=(output.parent / f"profile-{stamp}") if args.profile else None,
+        profile_gil=args.gil,
     )
     results: dict[str, Any] = {
         "started": stamp,

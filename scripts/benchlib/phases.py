@@ -413,9 +413,12 @@ class Bench:
             )
             self.wake(db)
             spy = self.profiled(procs[0], f"dispatch-worker-{kind}-{workers}", 4)
+            # The emulator too: in this phase it, not the worker, is the busiest process.
+            spy_emulator = self.profiled(self.emulator, f"dispatch-emulator-{kind}-{workers}", 4)
             calls = self.wait_calls(backlog, 30 + backlog / 50)
             cpu = meter.per(backlog)
             _wait(spy)
+            _wait(spy_emulator)
             time.sleep(1.0)  # anything placed twice would show up by now
             creates = self.call_creates()
             times = [t for t, _ in creates]

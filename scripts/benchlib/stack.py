@@ -136,6 +136,8 @@ class Stack:
     workdir: Path
     procs: list[Proc] = field(default_factory=list)
     profile_dir: Path | None = None
+    #: py-spy's --gil: a thread waiting on a lock, a socket or the GIL is not sampled.
+    profile_gil: bool = False
     _warned_no_spy: bool = False
 
     def env(self, **settings: Any) -> dict[str, str]:
@@ -216,10 +218,16 @@ class Stack:
             return None
         self.profile_dir.mkdir(parents=True, exist_ok=True)
         out = self.profile_dir / f"{label}.txt"
-        args = [spy, "record", "--pid", str(proc.pid), "--subprocesses", "--format", "raw"]
-        args += ["--duration", str(max(1, round(seconds))), "--rate", "250", "--output", str(out)]
-        args += ["--nonblocking"]
+        args = spy_args(spy, proc.pid, out, seconds, gil=self.profile_gil)
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def spy_args(spy: str, pid: int, out: Path, seconds: float, *, gil: bool) -> list[str]:
+    """py-spy's command line: the process and its children, collapsed stacks, at 250 Hz."""
+    args = [spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw"]
+    args += ["--duration", str(max(1, round(seconds))), "--rate", "250", "--output", str(out)]
+    # --nonblocking: never pause the measured process; --gil: only threads holding the GIL.
+    return [*args, "--nonblocking", *(["--gil"] if gil else [])]
 
 
 # --- databases --------------------------------------------------------------------------------
