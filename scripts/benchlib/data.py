@@ -75,7 +75,7 @@ def bulk_insert(
         cursor = raw.cursor()
         quoted = ", ".join(f'"{n}"' for n in names)
         if engine.dialect.name == "postgresql":
-            with cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:  # type: ignore[attr-defined]
+            with cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
                 for row in rows:
                     copy.write_row([_storage(engine, row[c]) for c in columns] + fixed)
                     count += 1

@@ -44,7 +44,7 @@ def main() -> None:
     def create_app(*_args: Any, **_kwargs: Any) -> Flask:
         return create_noop_app()
 
-    robot.app.create_app = create_app  # type: ignore[assignment]
+    robot.app.create_app = create_app
     serve_web(load_settings(environ={}), args.host, args.port, args.workers, args.threads)
 
 

@@ -307,8 +307,8 @@ class Databases:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
                 conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{self._pg_template}"'))
-            url = admin.url.set(database=name).render_as_string(hide_password=False)
-            db = Database("postgres", url, admin, name)
+            database_url = admin.url.set(database=name).render_as_string(hide_password=False)
+            db = Database("postgres", database_url, admin, name)
         self._made.append(db)
         return db
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -82,7 +82,8 @@ def start_stack(
     settings: Settings,
     tune: Callable[[Settings], Settings] | None = None,
     callees: dict[str, str] | None = None,
-) -> Iterator[Stack]:
+) -> Generator[Stack, None, None]:
+    """The web app, the worker and the emulator, in threads; close() the generator to stop."""
     engine = create_db_engine(settings.database)
     sessions = create_session_factory(engine)
     with sessions.begin() as session:
