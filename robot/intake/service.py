@@ -23,6 +23,7 @@ from sqlalchemy import Connection, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from robot.bulk import BulkInsert
 from robot.intake.validation import WarningInput
 from robot.models import Base, Case, CaseState, Contact, Event, IncomingWarning, Risk
 from robot.phones import mask
@@ -178,14 +179,16 @@ _LOOK_UP_ONE = select(
     select(_cases.c.id).where(_cases.c.open_key == bindparam("key")).scalar_subquery(),
 )
 _INSERT_CASE = insert(_cases).returning(_cases.c.id)
-_INSERT_CASES = insert(_cases)
 # A new case's open_key is its number (phone: the same value, typed not-null).
 _NEW_CASE_IDS = select(Case.id, Case.phone).where(
     Case.open_key.in_(bindparam("keys", expanding=True))
 )
-_INSERT_WARNINGS = insert(_warnings)
 _INSERT_CONTACTS = insert(Base.metadata.tables[Contact.__tablename__])
-_INSERT_EVENTS = insert(Base.metadata.tables[Event.__tablename__])
+#: The columns of :func:`warning_row` and :func:`event_row`.
+WARNING_COLUMNS = ("source_id", "external_id", "case_id", "payload", "received_at")
+EVENT_COLUMNS = ("case_id", "kind", "actor", "data", "attempt_id", "at")
+_ADD_WARNINGS = BulkInsert(_warnings, WARNING_COLUMNS)
+_ADD_EVENTS = BulkInsert(Base.metadata.tables[Event.__tablename__], EVENT_COLUMNS)
 
 
 class NewCase:
@@ -245,6 +248,9 @@ class NewCase:
 
     def row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.COLUMNS}
+
+
+_ADD_CASES = BulkInsert(_cases, NewCase.COLUMNS)
 
 
 @dataclass
@@ -377,7 +383,7 @@ def _store_many(
             # RETURNING in row order made SQLite insert one row per statement (a thousand
             # executes a batch). A plain executemany, then the ids by number: every new case's
             # open_key is its number, unique among open cases.
-            conn.execute(_INSERT_CASES, rows)
+            _ADD_CASES.execute(conn, rows)
             by_number = {case.phone: case for case in ordered}
             for chunk in _chunks(list(by_number)):
                 for case_id, number in conn.execute(_NEW_CASE_IDS, {"keys": chunk}):
@@ -416,13 +422,10 @@ def _store_many(
         received = received_data(warning, step.status)
         event_rows.append(event_row(target.id, "warning.received", actor, received, now))
         results.append(Accepted(step.status, target.id))
-    for statement, rows in (
-        (_INSERT_WARNINGS, warning_rows),
-        (_INSERT_CONTACTS, contact_rows),
-        (_INSERT_EVENTS, event_rows),
-    ):
-        if rows:
-            conn.execute(statement, rows)
+    _ADD_WARNINGS.execute(conn, warning_rows)
+    if contact_rows:
+        conn.execute(_INSERT_CONTACTS, contact_rows)
+    _ADD_EVENTS.execute(conn, event_rows)
     return results
 
 
