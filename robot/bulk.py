@@ -20,10 +20,12 @@ element with a regular expression, which cost more than the per-row statements s
 
 from __future__ import annotations
 
+import copy
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select
+from sqlalchemy import Connection, String, Table, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
@@ -75,7 +77,7 @@ class _Arrays:
     def __init__(self, table: Table, columns: Sequence[str], dialect: Dialect) -> None:
         # Prefixed names: a parameter named like a column must not look like one to SQLAlchemy.
         self.keys = [(name, f"a_{name}") for name in columns]
-        arrays = [bindparam(key, type_=ARRAY(table.c[name].type)) for name, key in self.keys]
+        arrays = [bindparam(key, type_=_array_of(table.c[name].type)) for name, key in self.keys]
         rows = func.unnest(*arrays).table_valued(*columns, with_ordinality="n").render_derived()
         ordered = select(*(rows.c[name] for name in columns)).order_by(rows.c.n)
         sql = insert(table).from_select(list(columns), ordered).compile(dialect=dialect).string
@@ -86,7 +88,9 @@ class _Arrays:
                 raise ValueError(f"expected {placeholder} once in {sql}")
             sql = sql.replace(placeholder, f"%({key})b")
         self.sql = sql
-        self.processors = [_processor(ARRAY(table.c[name].type), dialect) for name, _ in self.keys]
+        self.processors = [
+            _processor(_array_of(table.c[name].type), dialect) for name, _ in self.keys
+        ]
 
     def params(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         params: dict[str, Any] = {}
@@ -94,6 +98,19 @@ class _Arrays:
             values = [row[name] for row in rows]
             params[key] = values if processor is None else processor(values)
         return params
+
+
+def _array_of(type_: TypeEngine[Any]) -> ARRAY[Any]:
+    """The array parameter's type for a column of this type.
+
+    Without a length: PostgreSQL's cast to ``varchar(n)`` cuts a longer value short, where the
+    INSERT itself refuses it. One dimension: a JSON value that is a list is one element.
+    """
+    if isinstance(type_, String) and type_.length is not None:
+        unsized = copy.copy(type_)
+        unsized.length = None
+        return ARRAY(unsized, dimensions=1)
+    return ARRAY(type_, dimensions=1)
 
 
 def _processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | None:
@@ -108,15 +125,18 @@ class BulkInsert:
     def __init__(self, table: Table, columns: Sequence[str]) -> None:
         self._table = table
         self._columns = tuple(columns)
-        self._prepared: dict[type[Dialect], _Rows | _Arrays] = {}
+        # Per dialect object: an engine's settings (its JSON serializer, say) live there.
+        self._prepared: weakref.WeakKeyDictionary[Dialect, _Rows | _Arrays] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert the rows (each with a value for every column) in the caller's transaction."""
         if not rows:
             return
         dialect = conn.dialect
-        prepared = self._prepared.get(type(dialect))
+        prepared = self._prepared.get(dialect)
         if prepared is None:
             form = _Arrays if dialect.driver == "psycopg" else _Rows
-            prepared = self._prepared[type(dialect)] = form(self._table, self._columns, dialect)
+            prepared = self._prepared[dialect] = form(self._table, self._columns, dialect)
         conn.exec_driver_sql(prepared.sql, prepared.params(rows))

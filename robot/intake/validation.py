@@ -44,6 +44,8 @@ FIELDS = {
 CONTACT_FIELDS = {"phone", "relation", "name"}
 MAX_CONTACTS = 20
 E = TypeVar("E", Risk, FraudType, Trigger)
+#: The longest language tag a case holds (its column's length; the tag pattern alone allows 30).
+LANGUAGE_MAX = 20
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
 #: Clocks differ; an occurred_at a little in the future is skew, far in the future is a bug.
 _FUTURE_SLACK = timedelta(minutes=5)
@@ -104,7 +106,7 @@ def validate_warning(
     area = _text(item, "area", 100, errors)
     address = _text(item, "address", 500, errors)
     note = _text(item, "note", 2000, errors)
-    language = _text(item, "language", 35, errors)
+    language = _text(item, "language", LANGUAGE_MAX, errors)
     if language is not None and not _LANGUAGE_TAG.match(language):
         errors.append(FieldError("language", "must be a language tag such as zh-CN or en"))
     occurred_at = _timestamp(item.get("occurred_at"), now, errors)

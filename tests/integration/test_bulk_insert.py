@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, Text, bindparam, cast, create_engine, insert, select
+from sqlalchemy.exc import DataError, IntegrityError
 
 from robot.bulk import BulkInsert
 from robot.intake.service import EVENT_COLUMNS, WARNING_COLUMNS, NewCase
@@ -112,3 +113,48 @@ def test_no_rows_sends_nothing(engine: Engine) -> None:
     with engine.begin() as conn:
         BulkInsert(_events, EVENT_COLUMNS).execute(conn, [])
     assert _stored_events(engine, "") == []
+
+
+def test_a_value_too_long_for_its_column_is_never_cut_short(engine: Engine) -> None:
+    """PostgreSQL refuses it, as SQLAlchemy's own INSERT does; SQLite keeps it whole."""
+    rows = _event_rows("long")
+    rows[1]["kind"] = "long." + "k" * 60  # kind is String(40)
+    try:
+        with engine.begin() as conn:
+            BulkInsert(_events, EVENT_COLUMNS).execute(conn, rows)
+    except DataError:
+        assert engine.dialect.name == "postgresql"
+        assert _stored_events(engine, "long.") == []
+    else:
+        assert engine.dialect.name == "sqlite"
+        assert _stored_events(engine, "long.")[1][1] == rows[1]["kind"]
+
+
+def test_a_json_value_that_is_a_list_is_one_value(engine: Engine) -> None:
+    rows = _event_rows("list")
+    rows[0]["data"] = [1, [2, 3], {"four": None}]
+    rows[1]["data"] = []
+    with engine.begin() as conn:
+        BulkInsert(_events, EVENT_COLUMNS).execute(conn, rows)
+    stored = [row[3] for row in _stored_events(engine, "list.")]
+    assert stored[:2] == [[1, [2, 3], {"four": None}], []]
+
+
+def test_each_engine_writes_with_its_own_settings(engine: Engine) -> None:
+    """One BulkInsert serves every engine (they are module-level): nothing of one engine's
+    dialect, such as its JSON serializer, may leak into another's writes."""
+    bulk = BulkInsert(_events, EVENT_COLUMNS)
+    with engine.begin() as conn:
+        bulk.execute(conn, _event_rows("first"))
+    indented = create_engine(engine.url, json_serializer=lambda value: json.dumps(value, indent=2))
+    try:
+        with indented.begin() as conn:
+            bulk.execute(conn, _event_rows("second"))
+        raw = select(cast(_events.c.data, Text)).where(_events.c.kind == bindparam("kind"))
+        with engine.connect() as conn:
+            first = conn.scalar(raw, {"kind": "first.0"})
+            second = conn.scalar(raw, {"kind": "second.0"})
+    finally:
+        indented.dispose()
+    assert first is not None and "\n" not in first
+    assert second is not None and "\n" in second

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from robot.app import Services, create_app
 from robot.config import Settings
+from robot.intake.validation import LANGUAGE_MAX
 from robot.models import Case, Contact, Event, IncomingWarning
 from robot.sources import NewSource, add_source, body_signature, revoke_source
 
@@ -267,6 +268,7 @@ def test_each_invalid_field_is_named(client: FlaskClient, auth: dict[str, str]) 
         (warning(fraud_type="lottery"), "fraud_type"),
         (warning(trigger="dream"), "trigger"),
         (warning(language="chinese please"), "language"),
+        (warning(language="zho-Hans-12345678-abcdefgh"), "language"),  # a tag, too long
         (warning(occurred_at="yesterday"), "occurred_at"),
         (warning(occurred_at="2026-01-01T10:00:00"), "occurred_at"),
         (warning(occurred_at="2999-01-01T10:00:00Z"), "occurred_at"),
@@ -402,3 +404,7 @@ def test_get_case_shows_state_attempts_and_timeline_only_to_its_source(
     assert foreign.status_code == 404
     assert client.get("/api/v1/cases/999999", headers=auth).status_code == 404
     assert client.get(f"/api/v1/cases/{case_id}").status_code == 401
+
+
+def test_the_longest_language_accepted_fits_the_cases_column() -> None:
+    assert LANGUAGE_MAX == Case.__table__.c.language.type.length
