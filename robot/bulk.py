@@ -34,41 +34,42 @@ Processor = Callable[[Any], Any]
 
 
 class _Rows:
-    """Any driver but psycopg: the compiled INSERT and the rows as its executemany wants them."""
+    """A driver with positional parameters (sqlite3): the compiled INSERT, rows as tuples."""
 
     def __init__(self, table: Table, columns: Sequence[str], dialect: Dialect) -> None:
         statement = insert(table).values({name: bindparam(name) for name in columns})
         compiled = statement.compile(dialect=dialect)
+        if not compiled.positional or sorted(compiled.positiontup or ()) != sorted(columns):
+            raise ValueError(f"expected one positional parameter per column in {compiled}")
         self.sql = compiled.string
-        self.positional = compiled.positional
-        # The parameters' order in the SQL (positional drivers) or the columns' (named ones).
-        order = list(compiled.positiontup or ()) if self.positional else list(columns)
-        if sorted(order) != sorted(columns):
-            raise ValueError(f"unexpected parameters {order} for columns {list(columns)}")
-        self.names = tuple(order)
+        self.names = tuple(compiled.positiontup or ())
         # Only the columns whose type converts values are touched per row.
         self.converted = [
-            (i, name, processor)
-            for i, name in enumerate(order)
+            (i, processor)
+            for i, name in enumerate(self.names)
             if (processor := _processor(table.c[name].type, dialect)) is not None
         ]
 
-    def params(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         names, converted = self.names, self.converted
-        params: list[Any] = []
-        if self.positional:
-            for row in rows:
-                values = [row[name] for name in names]
-                for i, _, processor in converted:
-                    values[i] = processor(values[i])
-                params.append(tuple(values))
-        else:
-            for row in rows:
-                bound = {name: row[name] for name in names}
-                for _, name, processor in converted:
-                    bound[name] = processor(bound[name])
-                params.append(bound)
-        return params
+        params: list[tuple[Any, ...]] = []
+        for row in rows:
+            values = [row[name] for name in names]
+            for i, processor in converted:
+                values[i] = processor(values[i])
+            params.append(tuple(values))
+        conn.exec_driver_sql(self.sql, params)
+
+
+class _Plain:
+    """Any other driver: SQLAlchemy's own executemany."""
+
+    def __init__(self, table: Table, columns: Sequence[str], dialect: Dialect) -> None:
+        self.columns = columns
+        self.statement = insert(table)
+
+    def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        conn.execute(self.statement, [{name: row[name] for name in self.columns} for row in rows])
 
 
 class _Arrays:
@@ -92,12 +93,12 @@ class _Arrays:
             _processor(_array_of(table.c[name].type), dialect) for name, _ in self.keys
         ]
 
-    def params(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         params: dict[str, Any] = {}
         for (name, key), processor in zip(self.keys, self.processors, strict=True):
             values = [row[name] for row in rows]
             params[key] = values if processor is None else processor(values)
-        return params
+        conn.exec_driver_sql(self.sql, params)
 
 
 def _array_of(type_: TypeEngine[Any]) -> ARRAY[Any]:
@@ -126,7 +127,7 @@ class BulkInsert:
         self._table = table
         self._columns = tuple(columns)
         # Per dialect object: an engine's settings (its JSON serializer, say) live there.
-        self._prepared: weakref.WeakKeyDictionary[Dialect, _Rows | _Arrays] = (
+        self._prepared: weakref.WeakKeyDictionary[Dialect, _Rows | _Arrays | _Plain] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -137,6 +138,10 @@ class BulkInsert:
         dialect = conn.dialect
         prepared = self._prepared.get(dialect)
         if prepared is None:
-            form = _Arrays if dialect.driver == "psycopg" else _Rows
+            form: type[_Rows | _Arrays | _Plain] = _Plain
+            if dialect.driver == "psycopg":
+                form = _Arrays
+            elif dialect.positional:
+                form = _Rows
             prepared = self._prepared[dialect] = form(self._table, self._columns, dialect)
-        conn.exec_driver_sql(prepared.sql, prepared.params(rows))
+        prepared.execute(conn, rows)

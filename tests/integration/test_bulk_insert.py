@@ -158,3 +158,20 @@ def test_each_engine_writes_with_its_own_settings(engine: Engine) -> None:
         indented.dispose()
     assert first is not None and "\n" not in first
     assert second is not None and "\n" in second
+
+
+def test_a_driver_with_named_parameters_gets_sqlalchemys_own_insert(engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("sqlite3 takes named parameters too; psycopg gets the arrays")
+    named = create_engine(engine.url, paramstyle="named")
+    try:
+        assert not named.dialect.positional
+        with named.begin() as conn:
+            BulkInsert(_events, EVENT_COLUMNS).execute(conn, _event_rows("named"))
+    finally:
+        named.dispose()
+    with engine.begin() as conn:
+        conn.execute(insert(_events), _event_rows("plain"))
+    named_rows, plain = _stored_events(engine, "named."), _stored_events(engine, "plain.")
+    assert [row[2:] for row in named_rows] == [row[2:] for row in plain]
+    assert [row[1] for row in named_rows] == [f"named.{i}" for i in range(5)]
