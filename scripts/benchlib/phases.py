@@ -63,7 +63,7 @@ class Config:
     dispatch_workers: tuple[int, ...] = (1, 2, 4)
     webhook_attempts: int = 2000
     scale_sizes: tuple[int, ...] = (1_000, 1_000_000)
-    scale_ticks: int = 30
+    scale_ticks: int = 300
     pacing_rate: float = 20.0
     pacing_seconds: float = 12.0
     pacing_workers: int = 2
