@@ -27,6 +27,10 @@ def record(
     return event
 
 
+#: The columns of :func:`event_row`, in its order.
+EVENT_COLUMNS = ("case_id", "kind", "actor", "data", "attempt_id", "at")
+
+
 def event_row(
     case_id: int | None,
     kind: str,

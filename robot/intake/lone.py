@@ -34,10 +34,10 @@ from sqlalchemy import (
 )
 
 from robot.intake.service import (
+    WARNING_COLUMNS,
     Accepted,
     NewCase,
     Status,
-    event_row,
     opened_data,
     received_data,
     warning_row,
@@ -45,14 +45,16 @@ from robot.intake.service import (
 from robot.intake.validation import WarningInput
 from robot.models import Base, Case, Event, IncomingWarning
 from robot.sources import Caller
+from robot.timeline import EVENT_COLUMNS, event_row
 from robot.wakeup import notify_call
 
 _cases = Base.metadata.tables[Case.__tablename__]
 _warnings = Base.metadata.tables[IncomingWarning.__tablename__]
 _events = Base.metadata.tables[Event.__tablename__]
 
-_WARNING_COLUMNS = ("source_id", "external_id", "payload", "received_at")
-_EVENT_COLUMNS = ("kind", "actor", "data", "at")
+# The rows' columns but the ids the statement itself supplies (the new case's; no attempt).
+_WARNING_COLUMNS = tuple(name for name in WARNING_COLUMNS if name != "case_id")
+_EVENT_COLUMNS = tuple(name for name in EVENT_COLUMNS if name not in ("case_id", "attempt_id"))
 
 
 def fits(warnings: Sequence[WarningInput]) -> bool:
@@ -131,8 +133,8 @@ def store_lone(
     params.update({f"w_{name}": stored[name] for name in _WARNING_COLUMNS})
     actor = f"source:{source.name}"
     events = (
-        event_row(0, "case.opened", actor, opened_data(case), now),
-        event_row(0, "warning.received", actor, received_data(warning, Status.CREATED), now),
+        event_row(0, "case.opened", actor, opened_data(case), at=now),
+        event_row(0, "warning.received", actor, received_data(warning, Status.CREATED), at=now),
     )
     for i, event in enumerate(events):
         params.update({f"e{i}_{name}": event[name] for name in _EVENT_COLUMNS})

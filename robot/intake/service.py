@@ -28,7 +28,7 @@ from robot.intake.validation import WarningInput
 from robot.models import Base, Case, CaseState, Contact, Event, IncomingWarning, Risk
 from robot.phones import mask
 from robot.sources import Caller
-from robot.timeline import record
+from robot.timeline import EVENT_COLUMNS, event_row, record
 
 #: How often one warning is retried after losing a race; two is already rare.
 _MAX_RACES = 5
@@ -184,9 +184,8 @@ _NEW_CASE_IDS = select(Case.id, Case.phone).where(
     Case.open_key.in_(bindparam("keys", expanding=True))
 )
 _INSERT_CONTACTS = insert(Base.metadata.tables[Contact.__tablename__])
-#: The columns of :func:`warning_row` and :func:`event_row`.
+#: The columns of :func:`warning_row`, in its order.
 WARNING_COLUMNS = ("source_id", "external_id", "case_id", "payload", "received_at")
-EVENT_COLUMNS = ("case_id", "kind", "actor", "data", "attempt_id", "at")
 _ADD_WARNINGS = BulkInsert(_warnings, WARNING_COLUMNS)
 _ADD_EVENTS = BulkInsert(Base.metadata.tables[Event.__tablename__], EVENT_COLUMNS)
 
@@ -403,7 +402,7 @@ def _store_many(
             results.append(Accepted(Status.DUPLICATE, case_id))
             continue
         warning, target = step.warning, step.case
-        event_rows.append(event_row(target.id, step.kind, actor, step.data or {}, now))
+        event_rows.append(event_row(target.id, step.kind, actor, step.data, at=now))
         warning_rows.append(warning_row(source, warning, target.id, now))
         phones_known = known.setdefault(target.id, set())
         for contact in warning.contacts:
@@ -420,7 +419,7 @@ def _store_many(
                 }
             )
         received = received_data(warning, step.status)
-        event_rows.append(event_row(target.id, "warning.received", actor, received, now))
+        event_rows.append(event_row(target.id, "warning.received", actor, received, at=now))
         results.append(Accepted(step.status, target.id))
     _ADD_WARNINGS.execute(conn, warning_rows)
     if contact_rows:
@@ -500,17 +499,4 @@ def received_data(warning: WarningInput, status: Status) -> dict[str, Any]:
         "fraud_type": warning.fraud_type.value,
         "trigger": warning.trigger.value if warning.trigger else None,
         "result": status.value,
-    }
-
-
-def event_row(
-    case_id: int, kind: str, actor: str, data: dict[str, Any], at: datetime
-) -> dict[str, Any]:
-    return {
-        "case_id": case_id,
-        "kind": kind,
-        "actor": actor,
-        "data": data,
-        "attempt_id": None,
-        "at": at,
     }

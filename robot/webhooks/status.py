@@ -38,7 +38,7 @@ from sqlalchemy import (
 from robot.app import services
 from robot.db import is_postgres
 from robot.models import Attempt, Base, Case, Event, utcnow
-from robot.timeline import event_row
+from robot.timeline import EVENT_COLUMNS, event_row
 from robot.wakeup import notify_call
 
 #: The actor of every event a provider callback leaves.
@@ -122,7 +122,6 @@ _TOUCH_CASE = (
     )
 )
 _ADD_EVENTS = insert(_events)
-_EVENT_COLUMNS = ("case_id", "kind", "actor", "data", "attempt_id", "at")
 
 
 @functools.cache
@@ -161,11 +160,10 @@ def _write_all(changed: tuple[str, ...], events: int, finished: bool, wake: bool
             for name in ("kind", "actor", "data", "at")
         ]
         rows.append(select(attempt.c.case_id, *row[:3], attempt.c.id, row[3]))
-    columns = ["case_id", "kind", "actor", "data", "attempt_id", "at"]
     # One INSERT for the events, in order: separate data-modifying CTEs run in an order
     # PostgreSQL leaves open, and the timeline orders events of the same moment by id.
     values = rows[0] if len(rows) == 1 else union_all(*rows)
-    ctes = [insert(_events).from_select(columns, values).cte("events")]
+    ctes = [insert(_events).from_select(list(EVENT_COLUMNS), values).cte("events")]
     if finished:
         touch = (
             update(_cases)

@@ -11,10 +11,11 @@ from sqlalchemy import Engine, Text, bindparam, cast, create_engine, insert, sel
 from sqlalchemy.exc import DataError, IntegrityError
 
 from robot.bulk import BulkInsert
-from robot.intake.service import EVENT_COLUMNS, WARNING_COLUMNS, NewCase
+from robot.intake.service import WARNING_COLUMNS, NewCase
 from robot.intake.validation import validate_warning
 from robot.models import Base, Case, Event, IncomingWarning
 from robot.sources import Caller, NewSource
+from robot.timeline import EVENT_COLUMNS
 
 AT = datetime(2026, 11, 22, 9, 0, 0, 654321, tzinfo=UTC)
 _events = Base.metadata.tables[Event.__tablename__]
