@@ -9,6 +9,14 @@ its checked warnings in the queue and waits for the process's write lock. The fi
 transaction, and hands each request its own results. No extra thread and no timer: a request
 alone is written at once, as before, and a group only forms while another write is under way.
 
+On PostgreSQL a request of one warning first tries its one statement (:mod:`robot.intake.lone`)
+at once, without the lock: PostgreSQL takes concurrent writers, and behind the lock the statement
+would wait for another request's write and then be folded into a group, which costs more than
+the statements it replaces (a transaction's BEGIN, look-ups, INSERTs and COMMIT, each a round
+trip). Only what the statement leaves to the general path (a merge, contacts, a lost race)
+queues for a group. Two processes already ran such statements side by side; the races between
+them are the statement's own (a unique violation, then the general path).
+
 Nothing is answered before it is committed: every request's results are set only after its
 group's COMMIT. If the group fails, for a lost race (IntegrityError) or anything else, each
 request of it is written again on its own, exactly as it would have been without grouping, so one
@@ -70,6 +78,11 @@ class GroupWriter:
         if not warnings:
             return []
         pending = _Pending(source, warnings)
+        if self._postgres and fits(warnings) and self._write_lone(pending, utcnow()):
+            # PostgreSQL writes concurrently: a lone warning's one statement needs no turn at
+            # the process's lock, and queueing it would make it part of a group, dearer than
+            # the statement (see the module's docstring). A merge or a lost race queues below.
+            return pending.results
         if len(warnings) > GROUP_MAX_WARNINGS:
             self._write_alone(pending, utcnow())
         else:
@@ -107,8 +120,6 @@ class GroupWriter:
 
     def _write_alone(self, pending: _Pending, now: datetime) -> None:
         try:
-            if self._postgres and fits(pending.warnings) and self._write_lone(pending, now):
-                return
             try:
                 self._transaction([pending], now, accept_warnings)
             except IntegrityError:
