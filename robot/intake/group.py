@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from robot.db import is_postgres
 from robot.intake.lone import fits, store_lone
@@ -45,6 +45,8 @@ Store = Callable[[Connection, Caller, Sequence[WarningInput], datetime], list[Ac
 #: Requests with more warnings than this are written on their own: a big batch would keep small
 #: requests waiting behind its write (and it gains nothing from company).
 GROUP_MAX_WARNINGS = 50
+#: PostgreSQL's SQLSTATE for a statement chosen as a deadlock's victim.
+DEADLOCK = "40P01"
 
 
 class _Pending:
@@ -136,6 +138,12 @@ class GroupWriter:
                 result = store_lone(autocommit, pending.source, pending.warnings[0], now)
         except IntegrityError:
             return False  # a concurrent request won a race; nothing was written
+        except OperationalError as exc:
+            # A deadlock with a group or another process's write (they lock rows in another
+            # order): PostgreSQL rolled the statement back, so the general path may write it.
+            if getattr(exc.orig, "sqlstate", None) != DEADLOCK:
+                raise
+            return False
         if result is None:
             return False
         pending.results = [result]

@@ -262,7 +262,7 @@ def test_a_large_batch_does_not_wait_for_the_group(
     assert count(sessions, IncomingWarning) == GROUP_MAX_WARNINGS + 1
 
 
-def test_postgres_stores_a_lone_new_warning_while_a_group_is_being_written(
+def test_postgres_stores_a_lone_new_warning_while_another_request_holds_the_writer(
     app: Flask, engine: Engine, auth: dict[str, str], sessions: sessionmaker[Session]
 ) -> None:
     # PostgreSQL takes concurrent writers: the process's lock would only queue the statement
@@ -276,3 +276,28 @@ def test_postgres_stores_a_lone_new_warning_while_a_group_is_being_written(
     assert (stored_meanwhile, answered_meanwhile) == ((1, 202) if postgres else (0, 0))
     assert queued.answers[0][0] == 202
     assert count(sessions, IncomingWarning) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_lone_statement_chosen_as_a_deadlock_victim_is_written_the_general_way(
+    app: Flask,
+    engine: Engine,
+    auth: dict[str, str],
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A real deadlock can't be timed from a test; the error PostgreSQL raises for its victim
+    # stands in for it. The statement wrote nothing, so the request must still be stored.
+    from psycopg.errors import DeadlockDetected
+
+    def deadlocked(*args: Any) -> Any:
+        raise OperationalError("WITH ...", {}, DeadlockDetected("deadlock detected"))
+
+    monkeypatch.setattr(group_module, "store_lone", deadlocked)
+    response = app.test_client().post(
+        "/api/v1/warnings", json=warning(external_id="a"), headers=auth
+    )
+    assert (response.status_code, response.get_json()["status"]) == (202, "created")
+    assert count(sessions, IncomingWarning) == 1
+    assert count(sessions, Case) == 1
