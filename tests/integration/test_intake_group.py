@@ -282,7 +282,6 @@ def test_postgres_stores_a_lone_new_warning_while_another_request_holds_the_writ
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_a_lone_statement_chosen_as_a_deadlock_victim_is_written_the_general_way(
     app: Flask,
-    engine: Engine,
     auth: dict[str, str],
     sessions: sessionmaker[Session],
     monkeypatch: pytest.MonkeyPatch,
