@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import robot.intake.group as group_module
 from robot.app import Services
+from robot.db import is_postgres
 from robot.intake.group import GROUP_MAX_WARNINGS, GroupWriter
 from robot.models import Case, Event, IncomingWarning
 from robot.sources import add_source
@@ -151,7 +152,7 @@ def test_a_group_answers_each_request_as_if_it_came_alone(
         queued.send(auth, warning(external_id="c", phone="+8613900139000"))
     # PostgreSQL answers a new case and a repeat with one statement each, without waiting for
     # the writer; the two merges wait for it, in order. SQLite queues them all.
-    postgres = engine.dialect.name == "postgresql"
+    postgres = is_postgres(engine)
     assert queued.queued == ([False, False, True, True, False] if postgres else [True] * 5)
     (c1, first), (c2, repeat), (c3, merged), (c4, bank_a), (c5, other) = queued.answers
     case_id = first["case_id"]
@@ -267,7 +268,7 @@ def test_postgres_stores_a_lone_new_warning_while_another_request_holds_the_writ
 ) -> None:
     # PostgreSQL takes concurrent writers: the process's lock would only queue the statement
     # behind another request's write and make it part of a dearer group. SQLite has one writer.
-    postgres = engine.dialect.name == "postgresql"
+    postgres = is_postgres(engine)
     with Queued(app) as queued:
         queued.send(auth, warning(external_id="a", phone="+8613800138001"))
         stored_meanwhile = count(sessions, IncomingWarning)
