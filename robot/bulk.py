@@ -16,6 +16,12 @@ Here the rows go as one array per column in a single statement, ``INSERT … SEL
 unnest(…) WITH ORDINALITY ORDER BY ordinality``: the rows are inserted, and take their ids, in
 the order given. The arrays are sent in psycopg's binary format: its text format escapes every
 element with a regular expression, which cost more than the per-row statements saved.
+
+:class:`KeyedRead` is the read side: the rows whose key is one of many values. SQLite gets IN
+lists of a few hundred values. On psycopg a long IN list is the slow way: psycopg converts a
+query of more than a few kilobytes afresh on every execution (its cache only keeps short ones)
+and dumps every value as a parameter of its own. There the values go as one binary array,
+``key = ANY(%b)``, which PostgreSQL plans as it plans an IN list (it turns one into the other).
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, String, Table, bindparam, func, insert, select
+from sqlalchemy import Column, Connection, String, Table, any_, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeEngine
 
 Processor = Callable[[Any], Any]
@@ -145,3 +152,52 @@ class BulkInsert:
                 form = _Rows
             prepared = self._prepared[dialect] = form(self._table, self._columns, dialect)
         prepared.execute(conn, rows)
+
+
+#: Values per IN (...) list where the values go one parameter each (SQLite's limit is 32,766).
+IN_LIST_CHUNK = 500
+
+
+class KeyedRead:
+    """``SELECT … WHERE <where> AND key IN (values)`` for any number of values.
+
+    ``statement`` is the SELECT without the key's condition. Its other parameters are bound
+    by name. On psycopg they, and the rows that come back, skip SQLAlchemy's type processing:
+    bind and read only values that need none (integers, strings).
+    """
+
+    def __init__(self, statement: Select[Any], key: Column[Any]) -> None:
+        self._key = key
+        self._chunked = statement.where(key.in_(bindparam("keys", expanding=True)))
+        self._array_form = statement.where(
+            key == any_(bindparam("keys", type_=_array_of(key.type)))
+        )
+        self._compiled: weakref.WeakKeyDictionary[Dialect, tuple[str, Processor | None]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def execute(
+        self, conn: Connection, values: Sequence[Any], params: Mapping[str, Any] | None = None
+    ) -> list[Sequence[Any]]:
+        """The matching rows, read in the caller's transaction (none for no values)."""
+        if not values:
+            return []
+        bound = dict(params or {})
+        dialect = conn.dialect
+        if dialect.driver != "psycopg":
+            rows: list[Sequence[Any]] = []
+            for i in range(0, len(values), IN_LIST_CHUNK):
+                bound["keys"] = values[i : i + IN_LIST_CHUNK]
+                rows.extend(conn.execute(self._chunked, bound))
+            return rows
+        compiled = self._compiled.get(dialect)
+        if compiled is None:
+            sql = self._array_form.compile(dialect=dialect).string
+            if sql.count("%(keys)s") != 1:
+                raise ValueError(f"expected %(keys)s once in {sql}")
+            # %b: psycopg's binary format, as for BulkInsert's arrays.
+            processor = _processor(_array_of(self._key.type), dialect)
+            compiled = self._compiled[dialect] = (sql.replace("%(keys)s", "%(keys)b"), processor)
+        sql, processor = compiled
+        bound["keys"] = list(values) if processor is None else processor(list(values))
+        return list(conn.exec_driver_sql(sql, bound))

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from robot.bulk import BulkInsert
+from robot.bulk import IN_LIST_CHUNK, BulkInsert, KeyedRead
 from robot.intake.validation import WarningInput
 from robot.models import Base, Case, CaseState, Contact, Event, IncomingWarning, Risk
 from robot.phones import mask
@@ -156,19 +156,17 @@ def _add_contacts(session: Session, case: Case, warning: WarningInput, now: date
 
 # --- many at once -----------------------------------------------------------------------------
 
-#: Rows per IN (...) list when reading what a request's warnings already have.
-_CHUNK = 500
-
 # Built once: constructing a statement costs several times what executing a cached one does.
 _warnings = Base.metadata.tables[IncomingWarning.__tablename__]
 _cases = Base.metadata.tables[Case.__tablename__]
-_STORED_IDS = select(IncomingWarning.external_id, IncomingWarning.case_id).where(
-    IncomingWarning.source_id == bindparam("source_id"),
-    IncomingWarning.external_id.in_(bindparam("ids", expanding=True)),
+_contacts = Base.metadata.tables[Contact.__tablename__]
+_STORED_IDS = KeyedRead(
+    select(_warnings.c.external_id, _warnings.c.case_id).where(
+        _warnings.c.source_id == bindparam("source_id")
+    ),
+    _warnings.c.external_id,
 )
-_OPEN_CASE_IDS = (
-    select(_cases.c.id).where(_cases.c.open_key.in_(bindparam("keys", expanding=True)))
-).with_for_update()
+_OPEN_CASE_IDS = KeyedRead(select(_cases.c.id).with_for_update(), _cases.c.open_key)
 _LOOK_UP_ONE = select(
     select(_warnings.c.case_id)
     .where(
@@ -180,10 +178,9 @@ _LOOK_UP_ONE = select(
 )
 _INSERT_CASE = insert(_cases).returning(_cases.c.id)
 # A new case's open_key is its number (phone: the same value, typed not-null).
-_NEW_CASE_IDS = select(Case.id, Case.phone).where(
-    Case.open_key.in_(bindparam("keys", expanding=True))
-)
-_INSERT_CONTACTS = insert(Base.metadata.tables[Contact.__tablename__])
+_NEW_CASE_IDS = KeyedRead(select(_cases.c.id, _cases.c.phone), _cases.c.open_key)
+_KNOWN_CONTACTS = KeyedRead(select(_contacts.c.case_id, _contacts.c.phone), _contacts.c.case_id)
+_INSERT_CONTACTS = insert(_contacts)
 #: The columns of :func:`warning_row`, in its order.
 WARNING_COLUMNS = ("source_id", "external_id", "case_id", "payload", "received_at")
 _ADD_WARNINGS = BulkInsert(_warnings, WARNING_COLUMNS)
@@ -267,10 +264,6 @@ class _Step:
     earlier: bool = False
 
 
-def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
-    return [values[i : i + _CHUNK] for i in range(0, len(values), _CHUNK)]
-
-
 def accept_warnings(
     conn: Connection, source: Caller, warnings: Sequence[WarningInput], now: datetime
 ) -> list[Accepted]:
@@ -342,9 +335,9 @@ def _store_many(
     # Core statements: ORM bulk inserts cost several times more.
     seen, open_ids = _look_up(conn, source, warnings)
     open_cases: dict[str, Case | NewCase] = {}
-    for chunk in _chunks(open_ids):
+    for i in range(0, len(open_ids), IN_LIST_CHUNK):
         # Only merges need the case itself, as an ORM object: accept_warnings flushes it.
-        for found in merging.cases(chunk):
+        for found in merging.cases(open_ids[i : i + IN_LIST_CHUNK]):
             if found.open_key is not None:
                 open_cases[found.open_key] = found
 
@@ -384,9 +377,8 @@ def _store_many(
             # open_key is its number, unique among open cases.
             _ADD_CASES.execute(conn, rows)
             by_number = {case.phone: case for case in ordered}
-            for chunk in _chunks(list(by_number)):
-                for case_id, number in conn.execute(_NEW_CASE_IDS, {"keys": chunk}):
-                    by_number[number].id = case_id
+            for case_id, number in _NEW_CASE_IDS.execute(conn, list(by_number)):
+                by_number[number].id = case_id
 
     known = _known_contacts(
         conn, [c.id for c in open_cases.values() if isinstance(c, Case)], warnings
@@ -447,13 +439,11 @@ def _look_up(
             open_ids.append(open_id)  # locked when read as a Case (_MergeSession.cases)
         return seen, open_ids
     external_ids = sorted({w.external_id for w in warnings})
-    for chunk in _chunks(external_ids):
-        stored = conn.execute(_STORED_IDS, {"source_id": source.id, "ids": chunk})
-        seen.update((external_id, case_id) for external_id, case_id in stored)
+    stored = _STORED_IDS.execute(conn, external_ids, {"source_id": source.id})
+    seen.update((external_id, case_id) for external_id, case_id in stored)
     phones = sorted({w.phone.e164 for w in warnings if w.external_id not in seen})
-    for chunk in _chunks(phones):
-        # FOR UPDATE: two warnings merging into one case at once must not lose a risk raise.
-        open_ids.extend(conn.scalars(_OPEN_CASE_IDS, {"keys": chunk}))
+    # FOR UPDATE: two warnings merging into one case at once must not lose a risk raise.
+    open_ids.extend(case_id for (case_id,) in _OPEN_CASE_IDS.execute(conn, phones))
     return seen, open_ids
 
 
@@ -464,12 +454,8 @@ def _known_contacts(
     known: dict[int, set[str]] = {}
     if not case_ids or not any(w.contacts for w in warnings):
         return known
-    for chunk in _chunks(case_ids):
-        rows = conn.execute(
-            select(Contact.case_id, Contact.phone).where(Contact.case_id.in_(chunk))
-        )
-        for case_id, number in rows:
-            known.setdefault(case_id, set()).add(number)
+    for case_id, number in _KNOWN_CONTACTS.execute(conn, case_ids):
+        known.setdefault(case_id, set()).add(number)
     return known
 
 
