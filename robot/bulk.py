@@ -154,6 +154,10 @@ class BulkInsert:
         prepared.execute(conn, rows)
 
 
+#: A KeyedRead's statement for one dialect: its SQL, the key array's bind processor, and the
+#: values of the parameters that carry their own.
+_CompiledRead = tuple[str, Processor | None, dict[str, Any]]
+
 #: Values per IN (...) list where the values go one parameter each (SQLite's limit is 32,766).
 IN_LIST_CHUNK = 500
 
@@ -162,8 +166,10 @@ class KeyedRead:
     """``SELECT … WHERE <where> AND key IN (values)`` for any number of values.
 
     ``statement`` is the SELECT without the key's condition. Its other parameters are bound
-    by name. On psycopg they, and the rows that come back, skip SQLAlchemy's type processing:
-    bind and read only values that need none (integers, strings).
+    by name, or carry their own value (``column == "open"``). On psycopg they, and the rows that
+    come back, skip SQLAlchemy's type processing: bind and read only values that need none
+    (integers, strings). Elsewhere the values go in IN lists of :data:`IN_LIST_CHUNK`, so an
+    ORDER BY or LIMIT holds within each list.
     """
 
     def __init__(self, statement: Select[Any], key: Column[Any]) -> None:
@@ -172,7 +178,7 @@ class KeyedRead:
         self._array_form = statement.where(
             key == any_(bindparam("keys", type_=_array_of(key.type)))
         )
-        self._compiled: weakref.WeakKeyDictionary[Dialect, tuple[str, Processor | None]] = (
+        self._compiled: weakref.WeakKeyDictionary[Dialect, _CompiledRead] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -192,12 +198,24 @@ class KeyedRead:
             return rows
         compiled = self._compiled.get(dialect)
         if compiled is None:
-            sql = self._array_form.compile(dialect=dialect).string
-            if sql.count("%(keys)s") != 1:
-                raise ValueError(f"expected %(keys)s once in {sql}")
-            # %b: psycopg's binary format, as for BulkInsert's arrays.
-            processor = _processor(_array_of(self._key.type), dialect)
-            compiled = self._compiled[dialect] = (sql.replace("%(keys)s", "%(keys)b"), processor)
-        sql, processor = compiled
+            compiled = self._compiled[dialect] = self._compile(dialect)
+        sql, processor, own_values = compiled
+        bound = {**own_values, **bound}
         bound["keys"] = list(values) if processor is None else processor(list(values))
         return list(conn.exec_driver_sql(sql, bound))
+
+    def _compile(self, dialect: Dialect) -> _CompiledRead:
+        compiled = self._array_form.compile(dialect=dialect)
+        sql = compiled.string
+        if sql.count("%(keys)s") != 1:
+            raise ValueError(f"expected %(keys)s once in {sql}")
+        # The driver gets only what is passed to it: the values SQLAlchemy would have bound
+        # itself (a literal in the statement, a LIMIT) must be passed along.
+        own_values = {
+            name: bind.effective_value
+            for name, bind in compiled.binds.items()
+            if name != "keys" and not bind.required
+        }
+        # %b: psycopg's binary format, as for BulkInsert's arrays.
+        processor = _processor(_array_of(self._key.type), dialect)
+        return sql.replace("%(keys)s", "%(keys)b"), processor, own_values

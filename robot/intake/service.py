@@ -166,7 +166,11 @@ _STORED_IDS = KeyedRead(
     ),
     _warnings.c.external_id,
 )
-_OPEN_CASE_IDS = KeyedRead(select(_cases.c.id).with_for_update(), _cases.c.open_key)
+# Locked in open_key order, whatever plan PostgreSQL picks: two batches that share numbers
+# then take their locks in the same order, and one waits for the other instead of deadlocking.
+_OPEN_CASE_IDS = KeyedRead(
+    select(_cases.c.id).order_by(_cases.c.open_key).with_for_update(), _cases.c.open_key
+)
 _LOOK_UP_ONE = select(
     select(_warnings.c.case_id)
     .where(

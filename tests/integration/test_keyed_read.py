@@ -53,6 +53,18 @@ def test_the_statements_other_parameters_still_filter(engine: Engine) -> None:
     assert _read(engine, _BY_KIND, ["shared.b"], actor="first") == {("shared.b", ids["shared.b"])}
 
 
+def test_values_the_statement_carries_are_bound_too(engine: Engine) -> None:
+    """A literal in the condition and a LIMIT: SQLAlchemy binds them, not the caller."""
+    by_kind_of_first = KeyedRead(
+        select(_events.c.kind).where(_events.c.actor == "first").order_by(_events.c.kind).limit(2),
+        _events.c.kind,
+    )
+    _add(engine, ["own.a", "own.b", "own.c"], actor="first")
+    _add(engine, ["own.d"], actor="second")
+    found = _read(engine, by_kind_of_first, ["own.a", "own.b", "own.c", "own.d"])
+    assert found == {("own.a",), ("own.b",)}
+
+
 def test_values_with_array_syntax_in_them_match_only_themselves(engine: Engine) -> None:
     awkward = ["a,b", 'say "hi"', "{x}", "NULL", "back\\slash", "对方自称公安", "", " ", "a", "b"]
     ids = _add(engine, awkward)
