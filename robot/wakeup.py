@@ -7,10 +7,12 @@ as the fallback, so a lost wake-up only costs one poll interval.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import select
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +54,28 @@ class Waker:
         if self._path is None:
             return
         # Nobody listening, or the buffer is full: the worker polls anyway.
-        with (
-            contextlib.suppress(OSError),
-            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
-        ):
-            sock.setblocking(False)
-            sock.sendto(b"w", self._path)
+        with contextlib.suppress(OSError):
+            _sending_socket().sendto(b"w", self._path)
+
+
+_sender: socket.socket | None = None
+_sender_lock = threading.Lock()
+
+
+def _sending_socket() -> socket.socket:
+    """One unbound socket for the process's life, shared by its threads and Wakers: opening
+    and closing one per commit cost more than the send, and a datagram send is one system
+    call, so sharing it needs no lock. A forked child may share its parent's."""
+    global _sender
+    sock = _sender
+    if sock is None:
+        with _sender_lock:
+            if _sender is None:
+                _sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                _sender.setblocking(False)
+                atexit.register(_sender.close)
+            sock = _sender
+    return sock
 
 
 class WakeListener:
