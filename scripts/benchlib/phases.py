@@ -321,6 +321,52 @@ class Bench:
             self.results.setdefault("intake", {})[kind] = {"single": single, "batch": batch}
         finally:
             self.stack.stop(web)
+        try:
+            self.results["intake"][kind]["floor"] = self.write_floor(kind, db, key)
+        finally:
+            engine.dispose()
+
+    def write_floor(self, kind: str, db: Database, key: str) -> dict[str, Any]:
+        """One read and one committed write a request, nothing else (scripts.benchlib.floor)."""
+        from .floor import create_floor_table, floor_table
+
+        cfg = self.config
+        engine = db.engine()
+        create_floor_table(engine)
+        floor = self.stack.floor(f"floor-{kind}", self.env(db, ""))
+        url = floor.url + "/api/v1/warnings"
+        auth = [("Authorization", f"Bearer {key}")]
+        try:
+            warm = [
+                build("POST", url, _warning(i, f"fw-{i}"), auth, "application/json")
+                for i in range(cfg.warmup)
+            ]
+            closed(floor.url, warm, cfg.concurrency)
+            reqs = [
+                build("POST", url, _warning(10_000 + i, f"f-{i}"), auth, "application/json")
+                for i in range(cfg.intake_requests)
+            ]
+            meter = Meter(kind, web=floor)
+            run = closed(floor.url, reqs, cfg.concurrency)
+            stored = run.count(202)
+            table = floor_table()
+            committed = data.count_rows(engine, table, table.c.external_id.like("f-%"))
+            result: dict[str, Any] = {
+                "requests": len(reqs),
+                "stored": stored,
+                "committed": committed,
+                "errors": run.errors,
+                "rate_per_s": round(stored / run.elapsed, 1),
+                **self.latency_ms(run, (202,)),
+                **meter.per(stored),
+            }
+            noop = self.results.get("noop", {}).get("rate_per_s")
+            if noop:
+                result["of_noop"] = round(result["rate_per_s"] / noop, 3)
+            self.log(f"  write floor, one read and one commit a request [{kind}]: {result}")
+            return result
+        finally:
+            self.stack.stop(floor)
             engine.dispose()
 
     # --- time to dial -----------------------------------------------------------------------

@@ -54,6 +54,18 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 share >= 0.5 if noop else None,
                 machine_bound(single, cpus),
             )
+        floor = _get(results, "intake", kind, "floor")
+        if floor:
+            # Context, not a target: how far one read and one commit alone get (floor.py).
+            of_floor = f"; the intake ran at {single['rate_per_s'] / floor['rate_per_s']:.0%} of it"
+            add(
+                f"(context) write floor, one read and one commit [{kind}]",
+                f"{floor['rate_per_s']:.0f}/s"
+                + (f" = {floor['rate_per_s'] / noop:.0%} of the no-op" if noop else "")
+                + (of_floor if single and floor["rate_per_s"] else ""),
+                None,
+                machine_bound(floor, cpus),
+            )
         batch = _get(results, "intake", kind, "batch")
         if batch:
             add(

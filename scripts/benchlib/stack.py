@@ -187,6 +187,20 @@ class Stack:
         proc.wait_http("/healthz")
         return proc
 
+    def floor(self, name: str, env: dict[str, str], workers: int = 2, threads: int = 4) -> Proc:
+        """The write floor (scripts.benchlib.floor) on the database ``env`` names."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {
+            **env,
+            "ROBOT_SERVER_PUBLIC_BASE_URL": env.get("ROBOT_SERVER_PUBLIC_BASE_URL") or url,
+        }
+        args = [sys.executable, "-m", "scripts.benchlib.floor", "--port", str(port)]
+        args += ["--workers", str(workers), "--threads", str(threads)]
+        proc = self.spawn(name, args, env, url)
+        proc.wait_http("/healthz")
+        return proc
+
     def emulator(self, time_scale: float) -> Proc:
         port = free_port()
         env = self.env(emulator_time_scale=time_scale, emulator_calls_per_second=0)

@@ -36,6 +36,8 @@ def test_the_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
     intake = results["intake"]["sqlite"]
     for kind in ("single", "batch"):
         assert intake[kind]["accepted"] == intake[kind]["committed"] > 0
+    floor = intake["floor"]
+    assert floor["stored"] == floor["committed"] == floor["requests"] > 0
     dial = results["time_to_dial"]["sqlite"]
     assert dial["missing"] == 0 and dial["dialled"] == dial["warnings"]
     dispatch = results["dispatch"]["sqlite"]["1"]
