@@ -263,7 +263,17 @@ def _reconnect(old: WakeListener, engine: Any, stop: threading.Event, wait: floa
     return old
 
 
-def run_worker(settings: Settings, *, stop: threading.Event | None = None) -> None:
+def run_worker(
+    settings: Settings,
+    *,
+    stop: threading.Event | None = None,
+    ready: threading.Event | None = None,
+) -> None:
+    """Run the worker until ``stop`` is set (or SIGTERM/SIGINT in a process of its own).
+
+    ``ready`` is set once it listens for wake-ups and its clock runs: work stored after that is
+    picked up at once (an embedding caller, such as the end-to-end tests, waits for it).
+    """
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -289,6 +299,8 @@ def run_worker(settings: Settings, *, stop: threading.Event | None = None) -> No
     listener = WakeListener(engine)
     scheduler.start()
     log.info("worker %s started", worker.worker_id)
+    if ready is not None:
+        ready.set()
     try:
         while not stop.is_set():
             try:

@@ -8,7 +8,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from robot.config import Settings
@@ -75,6 +82,11 @@ def make_staff(
 ) -> None:
     with sessions.begin() as session:
         add_staff(session, username, PASSWORD, role=role, language="en-US", phone=phone)
+
+
+# expect() keeps its own 5 s default, which the contexts' 20 s does not reach: the queue's
+# one-second refresh on a loaded machine came close to it.
+expect.set_options(timeout=20_000)
 
 
 @pytest.fixture

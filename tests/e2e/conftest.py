@@ -120,11 +120,17 @@ def start_stack(
     web.app = create_app(settings, engine=engine)  # type: ignore[attr-defined]
     web_thread = threading.Thread(target=web.serve_forever, daemon=True)
     web_thread.start()
-    stop = threading.Event()
+    stop, ready = threading.Event(), threading.Event()
     worker_thread = threading.Thread(
-        target=run_worker, args=(settings,), kwargs={"stop": stop}, daemon=True
+        target=run_worker, args=(settings,), kwargs={"stop": stop, "ready": ready}, daemon=True
     )
     worker_thread.start()
+    # Timings are measured from the first warning: on a loaded machine the worker's start
+    # alone took seconds of a compressed clock, and the first review came that late.
+    deadline = time.monotonic() + 60
+    while not ready.wait(0.05):
+        if not worker_thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the worker did not start (see its log above)")
     try:
         yield Stack(settings, base_url, emulator, sessions, api_key)
     finally:

@@ -237,8 +237,9 @@ def test_concurrent_call_limit(
 ) -> None:
     emulator = make_emulator(max_concurrent_calls=2)
     client = make_client(emulator)
-    first = client.calls.create(to="+15550000005", from_=CALLER, twiml="<Response/>", timeout=5)
-    client.calls.create(to="+15550000005", from_=CALLER, twiml="<Response/>", timeout=5)
+    # They ring for 600 emulated seconds (12 s real), so both are still up when the third comes.
+    first = client.calls.create(to="+15550000005", from_=CALLER, twiml="<Response/>", timeout=600)
+    client.calls.create(to="+15550000005", from_=CALLER, twiml="<Response/>", timeout=600)
     with pytest.raises(TwilioRestException) as caught:
         client.calls.create(to="+15550000005", from_=CALLER, twiml="<Response/>")
     assert (caught.value.status, caught.value.code) == (429, 20429)

@@ -224,8 +224,11 @@ def test_attempts_whose_callbacks_never_came_are_reconciled(
 ) -> None:
     # Callbacks go to a closed port, as when our webhooks were down: only a fetch can tell.
     [attempt_id] = backlog(sessions, 1, channel="sms")
+    # A long lease: the fixture's 1 s one leaves a loaded machine half a second to claim and
+    # send, after which the attempt is handed back unsent; this test needs no lease to end.
     worker_settings = replace(
-        worker_settings, worker=replace(worker_settings.worker, reconcile_after_seconds=0)
+        worker_settings,
+        worker=replace(worker_settings.worker, reconcile_after_seconds=0, lease_seconds=30),
     )
     worker = Worker(worker_settings, sessions, build_provider(worker_settings), "w1")
     assert worker.dispatcher.run_once() == 1
@@ -269,6 +272,10 @@ def test_a_timeout_after_the_provider_took_the_call_does_not_call_twice(
     worker_settings: Settings, sessions: sessionmaker[Session], emulator: RunningEmulator
 ) -> None:
     [attempt_id] = backlog(sessions, 1, channel="call")
+    # A long lease, as above: the one pass must not run out of lease on a loaded machine.
+    worker_settings = replace(
+        worker_settings, worker=replace(worker_settings.worker, lease_seconds=30)
+    )
     provider = TimesOutAfterCreating(build_provider(worker_settings))
     worker = Worker(worker_settings, sessions, provider, "w1")  # type: ignore[arg-type]
     # After the timeout the provider is asked at once: it has the call, which is adopted.

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.timeout(110)
+@pytest.mark.timeout(200)
 def test_the_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
     output = tmp_path / "results.json"
     done = subprocess.run(
@@ -24,12 +24,12 @@ def test_the_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=190,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     results = json.loads(output.read_text())
     assert results["failures"] == []
-    assert results["seconds"] < 90  # about 45 s here; the margin is for a busy machine
+    assert results["seconds"] < 150  # about 50 s here; CI machines have been 1.5x slower
 
     assert results["noop"]["ok"] == results["noop"]["requests"]
     assert results["emulator_create"]["ok"] == results["emulator_create"]["requests"]
