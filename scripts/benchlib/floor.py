@@ -12,48 +12,44 @@ wake-up, and grouping commits under load. A floor far below 50% of the no-op mea
 target asks for less than one read and one commit cost on this machine. The intake's share of
 the floor is then the part of the gap that is the product's.
 
-Served by ``robot.serve.serve_web`` with the product's gunicorn settings, as the no-op is:
+Served with the product's gunicorn settings, as the no-op is (``served.py``):
 
-    python -m scripts.benchlib.floor --port 8098 [--workers 2 --threads 4]
+    python -m scripts.benchlib.floor --port 8098 --database-url URL [--workers 2 --threads 4]
 
-The database is the one the settings name (``ROBOT_DATABASE_URL``). Its sources table must
-exist; :func:`create_floor_table` adds the floor's own.
+The database's sources table must exist; :func:`create_floor_table` adds the floor's own.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from sqlalchemy import BigInteger, Column, Engine, Integer, MetaData, Table, Text, insert
 
-from robot.config import Settings
+from robot.config import DatabaseSettings
 from robot.db import create_db_engine, is_postgres, read_connection
 from robot.sources import find_by_key
 
+from .served import arguments, serve_instead
+
 _metadata = MetaData()
-_floor = Table(
+FLOOR_TABLE = Table(
     "bench_floor",
     _metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     Column("external_id", Text, nullable=False),
     Column("body", Text, nullable=False),
 )
-_INSERT = insert(_floor)
+_INSERT = insert(FLOOR_TABLE)
 
 
 def create_floor_table(engine: Engine) -> None:
     _metadata.create_all(engine)
 
 
-def floor_table() -> Table:
-    return _floor
-
-
-def create_floor_app(settings: Settings) -> Flask:
-    engine = create_db_engine(settings.database)
+def create_floor_app(database_url: str) -> Flask:
+    engine = create_db_engine(DatabaseSettings(url=database_url))
     # PostgreSQL: one statement, committed by itself (no BEGIN, no COMMIT round trips).
     write_options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if is_postgres(engine) else {}
     app = Flask("floor")
@@ -82,22 +78,10 @@ def create_floor_app(settings: Settings) -> Flask:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser = arguments()
+    parser.add_argument("--database-url", required=True)
     args = parser.parse_args()
-
-    import robot.app
-    from robot.config import load_settings
-    from robot.serve import serve_web
-
-    def create_app(settings: Settings | None = None, **_kwargs: Any) -> Flask:
-        return create_floor_app(settings or load_settings())
-
-    robot.app.create_app = create_app
-    serve_web(load_settings(), args.host, args.port, args.workers, args.threads)
+    serve_instead(lambda: create_floor_app(args.database_url), args)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import requests
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from robot.emulator.signing import compute_signature
 from robot.models import Attempt, IncomingWarning
@@ -256,15 +256,8 @@ class Bench:
         url = web.url + "/api/v1/warnings"
         auth = [("Authorization", f"Bearer {key}")]
         try:
-            warm = [
-                build("POST", url, _warning(i, f"warm-{i}"), auth, "application/json")
-                for i in range(cfg.warmup)
-            ]
+            warm, reqs = self.one_per_request(url, auth, "warm-", "s-")
             closed(web.url, warm, cfg.concurrency)
-            reqs = [
-                build("POST", url, _warning(10_000 + i, f"s-{i}"), auth, "application/json")
-                for i in range(cfg.intake_requests)
-            ]
             spy = self.profiled(web, f"intake-single-{kind}", 3)
             meter = Meter(kind, web=web)
             run = closed(web.url, reqs, cfg.concurrency)
@@ -283,9 +276,7 @@ class Bench:
                 **self.latency_ms(run, (202,)),
                 **cpu,
             }
-            noop = self.results.get("noop", {}).get("rate_per_s")
-            if noop:
-                single["of_noop"] = round(single["rate_per_s"] / noop, 3)
+            self.add_share_of_noop(single)
             self.log(f"  intake one per request [{kind}]: {single}")
 
             batches = []
@@ -319,38 +310,29 @@ class Bench:
             }
             self.log(f"  intake batches of {cfg.batch_size} [{kind}]: {batch}")
             self.results.setdefault("intake", {})[kind] = {"single": single, "batch": batch}
+            self.stack.stop(web)  # the floor has the cores to itself, as the intake had
+            self.results["intake"][kind]["floor"] = self.write_floor(kind, db, engine, key)
         finally:
             self.stack.stop(web)
-        try:
-            self.results["intake"][kind]["floor"] = self.write_floor(kind, db, key)
-        finally:
             engine.dispose()
 
-    def write_floor(self, kind: str, db: Database, key: str) -> dict[str, Any]:
+    def write_floor(self, kind: str, db: Database, engine: Engine, key: str) -> dict[str, Any]:
         """One read and one committed write a request, nothing else (scripts.benchlib.floor)."""
-        from .floor import create_floor_table, floor_table
+        from .floor import FLOOR_TABLE, create_floor_table
 
         cfg = self.config
-        engine = db.engine()
         create_floor_table(engine)
-        floor = self.stack.floor(f"floor-{kind}", self.env(db, ""))
+        floor = self.stack.floor(f"floor-{kind}", db.url)
         url = floor.url + "/api/v1/warnings"
-        auth = [("Authorization", f"Bearer {key}")]
         try:
-            warm = [
-                build("POST", url, _warning(i, f"fw-{i}"), auth, "application/json")
-                for i in range(cfg.warmup)
-            ]
+            warm, reqs = self.one_per_request(
+                url, [("Authorization", f"Bearer {key}")], "fw-", "f-"
+            )
             closed(floor.url, warm, cfg.concurrency)
-            reqs = [
-                build("POST", url, _warning(10_000 + i, f"f-{i}"), auth, "application/json")
-                for i in range(cfg.intake_requests)
-            ]
             meter = Meter(kind, web=floor)
             run = closed(floor.url, reqs, cfg.concurrency)
             stored = run.count(202)
-            table = floor_table()
-            committed = data.count_rows(engine, table, table.c.external_id.like("f-%"))
+            committed = data.count_rows(engine, FLOOR_TABLE, FLOOR_TABLE.c.external_id.like("f-%"))
             result: dict[str, Any] = {
                 "requests": len(reqs),
                 "stored": stored,
@@ -360,14 +342,29 @@ class Bench:
                 **self.latency_ms(run, (202,)),
                 **meter.per(stored),
             }
-            noop = self.results.get("noop", {}).get("rate_per_s")
-            if noop:
-                result["of_noop"] = round(result["rate_per_s"] / noop, 3)
+            self.add_share_of_noop(result)
             self.log(f"  write floor, one read and one commit a request [{kind}]: {result}")
             return result
         finally:
             self.stack.stop(floor)
-            engine.dispose()
+
+    def one_per_request(
+        self, url: str, auth: list[tuple[str, str]], warm_prefix: str, prefix: str
+    ) -> tuple[list[bytes], list[bytes]]:
+        """Warm-up and measured requests of one warning each, every number and external id new
+        (the measured ones' ids are ``prefix`` and a count, for counting what was committed)."""
+        cfg = self.config
+
+        def request(i: int, external_id: str) -> bytes:
+            return build("POST", url, _warning(i, external_id), auth, "application/json")
+
+        warm = [request(i, f"{warm_prefix}{i}") for i in range(cfg.warmup)]
+        return warm, [request(10_000 + i, f"{prefix}{i}") for i in range(cfg.intake_requests)]
+
+    def add_share_of_noop(self, result: dict[str, Any]) -> None:
+        noop = self.results.get("noop", {}).get("rate_per_s")
+        if noop:
+            result["of_noop"] = round(result["rate_per_s"] / noop, 3)
 
     # --- time to dial -----------------------------------------------------------------------
 

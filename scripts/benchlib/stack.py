@@ -180,24 +180,19 @@ class Stack:
         return proc
 
     def noop(self, name: str = "noop", workers: int = 2, threads: int = 4) -> Proc:
+        return self._served(name, "scripts.benchlib.noop", [], workers, threads)
+
+    def floor(self, name: str, database_url: str, workers: int = 2, threads: int = 4) -> Proc:
+        """The write floor (scripts.benchlib.floor) on that database."""
+        extra = ["--database-url", database_url]
+        return self._served(name, "scripts.benchlib.floor", extra, workers, threads)
+
+    def _served(self, name: str, module: str, extra: list[str], workers: int, threads: int) -> Proc:
+        """A bench app served as the product is (scripts.benchlib.served)."""
         port = free_port()
-        args = [sys.executable, "-m", "scripts.benchlib.noop", "--port", str(port)]
+        args = [sys.executable, "-m", module, "--port", str(port), *extra]
         args += ["--workers", str(workers), "--threads", str(threads)]
         proc = self.spawn(name, args, self.env(), f"http://127.0.0.1:{port}")
-        proc.wait_http("/healthz")
-        return proc
-
-    def floor(self, name: str, env: dict[str, str], workers: int = 2, threads: int = 4) -> Proc:
-        """The write floor (scripts.benchlib.floor) on the database ``env`` names."""
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {
-            **env,
-            "ROBOT_SERVER_PUBLIC_BASE_URL": env.get("ROBOT_SERVER_PUBLIC_BASE_URL") or url,
-        }
-        args = [sys.executable, "-m", "scripts.benchlib.floor", "--port", str(port)]
-        args += ["--workers", str(workers), "--threads", str(threads)]
-        proc = self.spawn(name, args, env, url)
         proc.wait_http("/healthz")
         return proc
 

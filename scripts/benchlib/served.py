@@ -1,0 +1,38 @@
+"""Bench apps served the product's way: ``robot.serve.serve_web`` with ``create_app`` swapped.
+
+``serve_web`` builds the product's gunicorn configuration and imports ``create_app`` when it
+starts, so swapping that one function keeps every gunicorn setting identical (bind, workers,
+threads, worker class, keep-alive) without bench routes in the product. The no-op
+(``noop.py``) and the write floor (``floor.py``) run this way.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+
+
+def arguments() -> argparse.ArgumentParser:
+    """The options every served bench app takes (a module may add its own)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    return parser
+
+
+def serve_instead(make_app: Callable[[], Flask], args: argparse.Namespace) -> None:
+    """Serve ``make_app()`` (built in each gunicorn process) in place of the product's app."""
+    import robot.app
+    from robot.config import load_settings
+    from robot.serve import serve_web
+
+    def create_app(*_args: Any, **_kwargs: Any) -> Flask:
+        return make_app()
+
+    robot.app.create_app = create_app
+    serve_web(load_settings(environ={}), args.host, args.port, args.workers, args.threads)
