@@ -33,11 +33,12 @@ def post_warnings() -> Response:
     document = _parse(body)
     items, batch = _items(document, settings.intake.max_batch)
 
-    now = utcnow()
-    checked = [validate_warning(item, settings.intake.default_region, now) for item in items]
-    valid = [item for item in checked if not isinstance(item, list)]
-    # Committed when this returns; concurrent small requests share one transaction.
-    outcomes = svc.intake_writer.store(source, valid)
+    with svc.intake_writer.batch_turn(len(items)):
+        now = utcnow()
+        checked = [validate_warning(item, settings.intake.default_region, now) for item in items]
+        valid = [item for item in checked if not isinstance(item, list)]
+        # Committed when this returns; concurrent small requests share one transaction.
+        outcomes = svc.intake_writer.store(source, valid)
     results: list[dict[str, Any]] = []
     accepted = iter(outcomes)
     for index, item in enumerate(checked):

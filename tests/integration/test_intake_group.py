@@ -263,6 +263,54 @@ def test_a_large_batch_does_not_wait_for_the_group(
     assert count(sessions, IncomingWarning) == GROUP_MAX_WARNINGS + 1
 
 
+def _post_in_thread(
+    app: Flask, auth: dict[str, str], body: Any
+) -> tuple[threading.Thread, list[int]]:
+    answer: list[int] = []
+    client = app.test_client()
+    thread = threading.Thread(
+        target=lambda: answer.append(
+            client.post("/api/v1/warnings", json=body, headers=auth).status_code
+        )
+    )
+    thread.start()
+    return thread, answer
+
+
+def test_on_sqlite_big_batches_of_one_process_take_turns(
+    app: Flask, engine: Engine, auth: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    # SQLite's one write lock: a batch checked alongside another's write would slow the writer
+    # down (they share the GIL), so a process runs one big batch at a time. PostgreSQL writes
+    # concurrently and does not wait.
+    postgres = is_postgres(engine)
+    big = {
+        "warnings": [
+            warning(external_id=f"big-{i}", phone=f"+86138002{i:05d}")
+            for i in range(GROUP_MAX_WARNINGS + 1)
+        ]
+    }
+    small = {
+        "warnings": [
+            warning(external_id=f"small-{i}", phone=f"+86138003{i:05d}")
+            for i in range(GROUP_MAX_WARNINGS)
+        ]
+    }
+    writer = _writer(app)
+    with writer.batch_turn(GROUP_MAX_WARNINGS + 1):  # another big batch is under way
+        small_thread, small_answer = _post_in_thread(app, auth, small)
+        small_thread.join(30)
+        assert small_answer == [202]  # a request of GROUP_MAX_WARNINGS never waits for a turn
+        big_thread, big_answer = _post_in_thread(app, auth, big)
+        big_thread.join(30 if postgres else 0.5)
+        stored_meanwhile = count(sessions, IncomingWarning)
+        assert big_answer == ([202] if postgres else [])
+        assert stored_meanwhile == GROUP_MAX_WARNINGS + (len(big["warnings"]) if postgres else 0)
+    big_thread.join(30)
+    assert big_answer == [202]
+    assert count(sessions, IncomingWarning) == 2 * GROUP_MAX_WARNINGS + 1
+
+
 def test_postgres_stores_a_lone_new_warning_while_another_request_holds_the_writer(
     app: Flask, engine: Engine, auth: dict[str, str], sessions: sessionmaker[Session]
 ) -> None:
