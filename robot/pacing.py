@@ -30,10 +30,16 @@ LATE_TOLERANCE = JITTER_MARGIN / 4
 # Built once: every placed attempt takes a slot (every pass of the worker reads the back-offs:
 # robot/dispatch.py, Dispatcher.look).
 _PACING = cast(Table, PacingState.__table__)
-_READ_SLOT = select(_PACING.c.next_slot, _PACING.c.backoff_until).where(
-    _PACING.c.channel == bindparam("b_channel")
+#: PostgreSQL: the row is locked, so workers taking slots at once queue for it. With the
+#: compare-and-swap alone, two workers taking slots in a tight loop could each lose the swap
+#: to the other over and over, and one of them ran out of its 20 tries (a test saw it once in
+#: about 20 runs). SQLite has one writer at a time anyway (BEGIN IMMEDIATE).
+_READ_SLOT = (
+    select(_PACING.c.next_slot, _PACING.c.backoff_until)
+    .where(_PACING.c.channel == bindparam("b_channel"))
+    .with_for_update()
 )
-#: Compare-and-swap on the slot that was read.
+#: Compare-and-swap on the slot that was read (kept as a guard: the lock makes it succeed).
 _TAKE_SLOT = (
     update(_PACING)
     .where(_PACING.c.channel == bindparam("b_channel"), _PACING.c.next_slot == bindparam("read"))
