@@ -22,10 +22,10 @@ process: its checks and its write run one batch at a time (:meth:`GroupWriter.ba
 SQLite has one write lock for every process, and the thread holding it shares its process's
 GIL with the sibling threads, which check other batches in pure Python. The holder then ran at
 about half speed, so it held the lock for about twice as long, while the other web process
-waited for that lock with a core to spare. Four concurrent batches of 1,000 stored 8,606 to
-11,199 warnings a second, with a p99 of 0.8 to 1.4 s. With one batch at a time in each process,
-one process writes while the other checks, and the same bench stored 14,329 to 16,214 a second
-(p99 309 to 370 ms). PostgreSQL takes concurrent writers and is left as it was: there the turn
+waited for that lock with a core to spare. Four concurrent batches of 1,000 stored 8,606 and
+9,672 warnings a second in two bench runs, with a p99 of 1.1 and 1.5 s. With one batch at a time
+in each process, one process writes while the other checks: 11,964 and 19,764 a second (p99
+375 and 335 ms). PostgreSQL takes concurrent writers and is left as it was: there the turn
 measured no better (5,580 and 9,608 a second against 8,394 and 10,265).
 
 Nothing is answered before it is committed: every request's results are set only after its

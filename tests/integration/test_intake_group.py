@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, event, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+import robot.api.intake as intake_view
 import robot.intake.group as group_module
 from robot.app import Services
 from robot.db import is_postgres
@@ -278,11 +279,15 @@ def _post_in_thread(
 
 
 def test_on_sqlite_big_batches_of_one_process_take_turns(
-    app: Flask, engine: Engine, auth: dict[str, str], sessions: sessionmaker[Session]
+    app: Flask,
+    engine: Engine,
+    auth: dict[str, str],
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # SQLite's one write lock: a batch checked alongside another's write would slow the writer
-    # down (they share the GIL), so a process runs one big batch at a time. PostgreSQL writes
-    # concurrently and does not wait.
+    # down (they share the GIL), so a process runs one big batch at a time, from its checks to
+    # its commit. PostgreSQL writes concurrently and does not wait.
     postgres = is_postgres(engine)
     big = {
         "warnings": [
@@ -296,15 +301,27 @@ def test_on_sqlite_big_batches_of_one_process_take_turns(
             for i in range(GROUP_MAX_WARNINGS)
         ]
     }
+    big_checked = threading.Event()
+    real_validate = intake_view.validate_warning
+
+    def validate(item: Any, *args: Any) -> Any:
+        if str(item.get("external_id", "")).startswith("big-"):
+            big_checked.set()
+        return real_validate(item, *args)
+
+    monkeypatch.setattr(intake_view, "validate_warning", validate)
     writer = _writer(app)
     with writer.batch_turn(GROUP_MAX_WARNINGS + 1):  # another big batch is under way
         small_thread, small_answer = _post_in_thread(app, auth, small)
         small_thread.join(30)
         assert small_answer == [202]  # a request of GROUP_MAX_WARNINGS never waits for a turn
         big_thread, big_answer = _post_in_thread(app, auth, big)
-        big_thread.join(30 if postgres else 0.5)
-        stored_meanwhile = count(sessions, IncomingWarning)
+        # Without a turn the batch reaches its checks at once; with one it must not within 2 s.
+        assert big_checked.wait(30 if postgres else 2) is postgres
+        if postgres:
+            big_thread.join(30)
         assert big_answer == ([202] if postgres else [])
+        stored_meanwhile = count(sessions, IncomingWarning)
         assert stored_meanwhile == GROUP_MAX_WARNINGS + (len(big["warnings"]) if postgres else 0)
     big_thread.join(30)
     assert big_answer == [202]

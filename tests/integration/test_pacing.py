@@ -53,8 +53,8 @@ def test_rate_plus_one_slots_span_more_than_a_second_even_after_a_late_start(
 def test_two_workers_taking_slots_at_once_share_one_spacing(
     sessions: sessionmaker[Session],
 ) -> None:
-    # Two Pacers on one database are two workers: the compare-and-swap on the slot row keeps
-    # them from taking the same slot or two slots closer than the spacing.
+    # Two Pacers on one database are two workers: the slot row (locked on PostgreSQL, behind
+    # SQLite's one writer) keeps them from taking the same slot or two closer than the spacing.
     pacers = [_pacer(sessions), _pacer(sessions)]
     taken: list[list[float]] = [[], []]
     start = threading.Barrier(2)
@@ -80,14 +80,15 @@ def test_two_workers_taking_slots_at_once_share_one_spacing(
 def test_a_slot_beyond_the_horizon_is_refused_and_not_used_up(
     sessions: sessionmaker[Session],
 ) -> None:
-    pacer = _pacer(sessions, rate=1.0)
+    # 0.1/s: slots 10.4 s apart, so a stall of seconds between the calls changes nothing.
+    pacer = _pacer(sessions, rate=0.1)
     now = time.time()
-    first = pacer.take_slot("call", horizon=1.5)
-    second = pacer.take_slot("call", horizon=1.5)
+    first = pacer.take_slot("call", horizon=15)
+    second = pacer.take_slot("call", horizon=15)
     assert first is not None and second is not None
-    assert first >= now - 0.01 and second - first > 1.0
+    assert first >= now - 0.01 and second - first > 10.0
     # The third would be two spacings away: refused, and refusing it reserves nothing.
-    assert pacer.take_slot("call", horizon=1.5) is None
+    assert pacer.take_slot("call", horizon=15) is None
     third = pacer.take_slot("call", horizon=60)
     assert third is not None
     assert abs((third - second) - (second - first)) < 1e-6
