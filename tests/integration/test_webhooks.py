@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -13,9 +14,12 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 
+import robot.webhooks.calls as calls_module
 from robot.app import create_app
 from robot.config import Settings
+from robot.db import is_postgres
 from robot.models import Attempt, AttemptState, Case, Event, utcnow
+from robot.webhooks.turns import status_callback_turn
 
 PUBLIC = "https://robot.example.org"
 TOKEN = "current-token"
@@ -434,3 +438,41 @@ def test_only_a_finishing_text_that_blocks_sms_takes_the_locked_path(
     assert load(sessions, sms.id).outcome == status
     assert len(seen) == statements, seen
     assert any("FOR UPDATE" in statement for statement in seen) == locked
+
+
+def test_on_sqlite_a_process_handles_one_status_callback_at_a_time(
+    app: Flask,
+    engine: Any,
+    attempt: Attempt,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SQLite has one writer: a callback checked beside another's write only slows the writer.
+    # PostgreSQL takes concurrent writers, and its callbacks do not wait.
+    postgres = is_postgres(engine)
+    applying = threading.Event()
+    real_apply = calls_module.apply_status
+
+    def apply(*args: Any, **kwargs: Any) -> None:
+        applying.set()
+        real_apply(*args, **kwargs)
+
+    monkeypatch.setattr(calls_module, "apply_status", apply)
+    answers: list[int] = []
+    path = f"/twilio/call/{attempt.code}/status"
+    client = app.test_client()
+    thread = threading.Thread(
+        target=lambda: answers.append(
+            signed_post(client, path, status_params("completed", 1, CallDuration="5")).status_code
+        )
+    )
+    with status_callback_turn(app.extensions["robot"]):  # another callback is being handled
+        thread.start()
+        assert applying.wait(30 if postgres else 2) is postgres
+        if postgres:
+            thread.join(30)
+        assert answers == ([200] if postgres else [])
+        assert (load(sessions, attempt.id).state == AttemptState.FINISHED.value) is postgres
+    thread.join(30)
+    assert answers == [200]
+    assert load(sessions, attempt.id).state == AttemptState.FINISHED.value
