@@ -4,9 +4,10 @@ Every status callback writes, and SQLite has one write lock for all processes, s
 never wrote at once anyway. Handled side by side in one process's threads, the one holding the
 lock shared the GIL with the others' form parsing and HMAC, held the lock for longer, and the
 other process waited for it. One at a time in each process, one process writes while the other
-checks. In bench runs of signed callbacks on SQLite, interleaved, nine one at a time gave
-1,016–1,493/s at 1.00–1.50 CPU-ms a callback with a p99 of 27–46 ms, and seven side by side
-gave 504–1,262/s at 1.20–2.08 CPU-ms with a p99 of 47–75 ms.
+checks. In bench runs of signed callbacks on SQLite, interleaved, twelve one at a time gave
+783–1,493/s at 1.00–1.93 CPU-ms a callback with a p99 of 26–51 ms, and ten side by side gave
+504–1,262/s at 1.20–2.08 CPU-ms with a p99 of 47–75 ms; one at a time was ahead in 9 of the 10
+pairs of runs next to each other.
 
 PostgreSQL takes concurrent writers: there the callbacks stay side by side.
 """
