@@ -240,28 +240,13 @@ def test_a_database_failure_reaches_every_request_of_the_group_and_stores_nothin
     assert count(sessions, IncomingWarning) == 0
 
 
-def test_a_large_batch_does_not_wait_for_the_group(
-    app: Flask, auth: dict[str, str], sessions: sessionmaker[Session]
-) -> None:
-    body = {
+def _batch(prefix: str, first_phone: str, size: int) -> dict[str, Any]:
+    """A batch of ``size`` new warnings: ids ``prefix-<i>``, numbers ``first_phone`` + 5 digits."""
+    return {
         "warnings": [
-            warning(external_id=f"w-{i}", phone=f"+86138001{i:05d}")
-            for i in range(GROUP_MAX_WARNINGS + 1)
+            warning(external_id=f"{prefix}-{i}", phone=f"{first_phone}{i:05d}") for i in range(size)
         ]
     }
-    answer: list[int] = []
-    client = app.test_client()
-    thread = threading.Thread(
-        target=lambda: answer.append(
-            client.post("/api/v1/warnings", json=body, headers=auth).status_code
-        )
-    )
-    writer = _writer(app)
-    with writer._write_lock:  # a small request's write in progress
-        thread.start()
-        thread.join(30)
-        assert answer == [202]
-    assert count(sessions, IncomingWarning) == GROUP_MAX_WARNINGS + 1
 
 
 def _post_in_thread(
@@ -278,6 +263,18 @@ def _post_in_thread(
     return thread, answer
 
 
+def test_a_large_batch_does_not_wait_for_the_group(
+    app: Flask, auth: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    body = _batch("w", "+86138001", GROUP_MAX_WARNINGS + 1)
+    writer = _writer(app)
+    with writer._write_lock:  # a small request's write in progress
+        thread, answer = _post_in_thread(app, auth, body)
+        thread.join(30)
+        assert answer == [202]
+    assert count(sessions, IncomingWarning) == GROUP_MAX_WARNINGS + 1
+
+
 def test_on_sqlite_big_batches_of_one_process_take_turns(
     app: Flask,
     engine: Engine,
@@ -289,18 +286,8 @@ def test_on_sqlite_big_batches_of_one_process_take_turns(
     # down (they share the GIL), so a process runs one big batch at a time, from its checks to
     # its commit. PostgreSQL writes concurrently and does not wait.
     postgres = is_postgres(engine)
-    big = {
-        "warnings": [
-            warning(external_id=f"big-{i}", phone=f"+86138002{i:05d}")
-            for i in range(GROUP_MAX_WARNINGS + 1)
-        ]
-    }
-    small = {
-        "warnings": [
-            warning(external_id=f"small-{i}", phone=f"+86138003{i:05d}")
-            for i in range(GROUP_MAX_WARNINGS)
-        ]
-    }
+    big = _batch("big", "+86138002", GROUP_MAX_WARNINGS + 1)
+    small = _batch("small", "+86138003", GROUP_MAX_WARNINGS)
     big_checked = threading.Event()
     real_validate = intake_view.validate_warning
 
