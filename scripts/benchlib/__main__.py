@@ -108,6 +108,8 @@ def config_for(args: argparse.Namespace, workdir: Path) -> Config:
             concurrency=8,
             noop_requests=300,
             intake_requests=200,
+            ruler_rounds=3,
+            ruler_requests=150,
             batch_size=100,
             batches=3,
             dial_rate=50.0,

@@ -47,6 +47,11 @@ class Config:
     concurrency: int = 16
     noop_requests: int = 4000
     intake_requests: int = 3000
+    #: The per-request intake (and the write floor) run in this many rounds, each between two
+    #: short runs of the no-op, so that its share of the no-op compares the two in one spell
+    #: of the machine (the no-op alone swung 1.7x between runs of the same code).
+    ruler_rounds: int = 5
+    ruler_requests: int = 2000
     batch_size: int = 1000
     batches: int = 20
     #: Batches in flight at once: two per web process, so that one can parse and check while
@@ -156,14 +161,16 @@ class Bench:
 
     # --- ceilings ---------------------------------------------------------------------------
 
-    def ceilings(self) -> None:
-        cfg = self.config
-        body = _warning(0, "noop")
+    def noop_request(self) -> bytes:
+        """The no-op's request: the same single-warning POST the intake is sent."""
         url = self.noop.url + "/api/v1/warnings"
         headers = [("Authorization", "Bearer wr_x")]
-        warm = [build("POST", url, body, headers, "application/json")] * cfg.warmup
-        closed(self.noop.url, warm, cfg.concurrency)
-        reqs = [build("POST", url, body, headers, "application/json")] * cfg.noop_requests
+        return build("POST", url, _warning(0, "noop"), headers, "application/json")
+
+    def ceilings(self) -> None:
+        cfg = self.config
+        closed(self.noop.url, [self.noop_request()] * cfg.warmup, cfg.concurrency)
+        reqs = [self.noop_request()] * cfg.noop_requests
         spy = self.profiled(self.noop, "noop", 3)
         meter = Meter(noop=self.noop)
         run = closed(self.noop.url, reqs, cfg.concurrency)
@@ -259,11 +266,9 @@ class Bench:
             warm, reqs = self.one_per_request(url, auth, "warm-", "s-")
             closed(web.url, warm, cfg.concurrency)
             spy = self.profiled(web, f"intake-single-{kind}", 3)
-            meter = Meter(kind, web=web)
-            run = closed(web.url, reqs, cfg.concurrency)
+            run, ruled = self.beside_noop(kind, web, reqs, 202)
             _wait(spy)
             accepted = run.count(202)
-            cpu = meter.per(accepted)
             committed = data.count_rows(
                 engine, IncomingWarning, IncomingWarning.external_id.like("s-%")
             )
@@ -274,9 +279,8 @@ class Bench:
                 "errors": run.errors,
                 "rate_per_s": round(accepted / run.elapsed, 1),
                 **self.latency_ms(run, (202,)),
-                **cpu,
+                **ruled,
             }
-            self.add_share_of_noop(single)
             self.log(f"  intake one per request [{kind}]: {single}")
 
             batches = []
@@ -329,8 +333,7 @@ class Bench:
                 url, [("Authorization", f"Bearer {key}")], "fw-", "f-"
             )
             closed(floor.url, warm, cfg.concurrency)
-            meter = Meter(kind, web=floor)
-            run = closed(floor.url, reqs, cfg.concurrency)
+            run, ruled = self.beside_noop(kind, floor, reqs, 202)
             stored = run.count(202)
             committed = data.count_rows(engine, FLOOR_TABLE, FLOOR_TABLE.c.external_id.like("f-%"))
             result: dict[str, Any] = {
@@ -340,9 +343,8 @@ class Bench:
                 "errors": run.errors,
                 "rate_per_s": round(stored / run.elapsed, 1),
                 **self.latency_ms(run, (202,)),
-                **meter.per(stored),
+                **ruled,
             }
-            self.add_share_of_noop(result)
             self.log(f"  write floor, one read and one commit a request [{kind}]: {result}")
             return result
         finally:
@@ -361,10 +363,53 @@ class Bench:
         warm = [request(i, f"{warm_prefix}{i}") for i in range(cfg.warmup)]
         return warm, [request(10_000 + i, f"{prefix}{i}") for i in range(cfg.intake_requests)]
 
-    def add_share_of_noop(self, result: dict[str, Any]) -> None:
-        noop = self.results.get("noop", {}).get("rate_per_s")
-        if noop:
-            result["of_noop"] = round(result["rate_per_s"] / noop, 3)
+    def beside_noop(
+        self, kind: str, proc: Proc, reqs: Sequence[bytes], ok: int
+    ) -> tuple[Run, dict[str, Any]]:
+        """Send ``reqs`` to ``proc`` in rounds, each between two short runs of the no-op.
+
+        The machine's speed drifts within a run (the no-op measured at the start has been
+        1.5x faster or slower than one a minute later), so a share of the no-op is only
+        meaningful against a no-op measured in the same spell. Each round's share is its rate
+        over the mean of the no-op's just before and just after it; ``of_noop`` is the median
+        of the rounds'. Returns the rounds as one Run (every sample; their elapsed times added,
+        the no-op's left out) and the figures: the shares, the no-op's rates, and CPU per
+        request over the rounds alone.
+        """
+        cfg = self.config
+        ruler = [self.noop_request()] * cfg.ruler_requests
+        closed(self.noop.url, ruler[: cfg.warmup], cfg.concurrency)
+
+        def noop_rate() -> float:
+            run = closed(self.noop.url, ruler, cfg.concurrency)
+            return run.count(200) / run.elapsed
+
+        size = -(-len(reqs) // max(1, cfg.ruler_rounds))
+        whole = Run()
+        used: dict[str, float] = {}
+        noops = [noop_rate()]
+        rates = []
+        for start in range(0, len(reqs), size):
+            meter = Meter(kind, web=proc)
+            run = closed(proc.url, reqs[start : start + size], cfg.concurrency)
+            for name, seconds in meter.used().items():
+                used[name] = used.get(name, 0.0) + seconds
+            noops.append(noop_rate())
+            rates.append(run.count(ok) / run.elapsed)
+            whole.samples.extend(run.samples)
+            whole.errors += run.errors
+            whole.ended += run.elapsed
+        shares = shares_of_ruler(rates, noops)
+        figures: dict[str, Any] = {
+            "of_noop": round(statistics.median(shares), 3),
+            "of_noop_rounds": [round(share, 3) for share in shares],
+            "noop_beside_per_s": [round(rate, 1) for rate in noops],
+            **per_unit(used, whole.count(ok)),
+        }
+        start_noop = self.results.get("noop", {}).get("rate_per_s")
+        if start_noop:  # against the ceilings' no-op, as runs before the rounds reported it
+            figures["of_start_noop"] = round(whole.count(ok) / whole.elapsed / start_noop, 3)
+        return whole, figures
 
     # --- time to dial -----------------------------------------------------------------------
 
@@ -688,16 +733,32 @@ class Meter:
         self.start_postgres = named_cpu_seconds("postgres") if self.postgres else 0.0
         self.start_bench = time.process_time()
 
-    def per(self, units: int, suffix: str = "") -> dict[str, float]:
-        """CPU milliseconds per unit of work, by process: {"web_cpu_ms": …}."""
+    def used(self) -> dict[str, float]:
+        """CPU seconds used since the start, by process: {"web": …, "bench": …}."""
         used = {name: cpu_seconds(p.pid) - self.start[name] for name, p in self.procs.items()}
         if self.postgres:
             used["postgres"] = named_cpu_seconds("postgres") - self.start_postgres
         used["bench"] = time.process_time() - self.start_bench
-        return {
-            f"{name}_cpu_ms{suffix}": round(seconds * 1000 / max(units, 1), 3)
-            for name, seconds in used.items()
-        }
+        return used
+
+    def per(self, units: int, suffix: str = "") -> dict[str, float]:
+        """CPU milliseconds per unit of work, by process: {"web_cpu_ms": …}."""
+        return per_unit(self.used(), units, suffix)
+
+
+def per_unit(used: dict[str, float], units: int, suffix: str = "") -> dict[str, float]:
+    """CPU seconds by process as milliseconds per unit of work: {"web_cpu_ms": …}."""
+    return {
+        f"{name}_cpu_ms{suffix}": round(seconds * 1000 / max(units, 1), 3)
+        for name, seconds in used.items()
+    }
+
+
+def shares_of_ruler(rates: Sequence[float], noops: Sequence[float]) -> list[float]:
+    """Each round's rate as a share of the mean of the no-op's rates just before and just
+    after it (``noops`` has one more entry than ``rates``)."""
+    pairs = zip(rates, noops[:-1], noops[1:], strict=True)  # a ValueError if one is missing
+    return [rate / ((before + after) / 2) for rate, before, after in pairs]
 
 
 def _warning(i: int, external_id: str, last_digit: int | None = None) -> bytes:

@@ -36,6 +36,11 @@ def test_the_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
     intake = results["intake"]["sqlite"]
     for kind in ("single", "batch"):
         assert intake[kind]["accepted"] == intake[kind]["committed"] > 0
+    # The share of the no-op is the median of rounds, each between two runs of the no-op.
+    for result in (intake["single"], intake["floor"]):
+        rounds = result["of_noop_rounds"]
+        assert len(rounds) == 3 and len(result["noop_beside_per_s"]) == 4
+        assert result["of_noop"] == sorted(rounds)[1] > 0
     floor = intake["floor"]
     assert floor["stored"] == floor["committed"] == floor["requests"] > 0
     dial = results["time_to_dial"]["sqlite"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from scripts.benchlib.phases import _headroom_ms
+import pytest
+
+from scripts.benchlib.phases import _headroom_ms, shares_of_ruler
 from scripts.benchlib.report import cpu_ms, evaluate, machine_bound
 
 
@@ -25,11 +27,35 @@ def test_no_cost_measured_gives_no_bound() -> None:
     assert machine_bound({"rate_per_s": 5.0}, cpus=2) == ""
 
 
-def test_an_intake_run_without_the_ceilings_is_reported_not_judged() -> None:
-    single = {"rate_per_s": 400.0, "p50_ms": 9.0, "p99_ms": 20.0, "web_cpu_ms": 4.0}
-    results = {"machine": {"cpus": 2}, "intake": {"sqlite": {"single": single}}}
-    [row] = evaluate(results)
-    assert row["met"] is None and "no no-op in this run" in row["measured"]
+def test_a_round_is_measured_against_the_no_op_on_either_side_of_it() -> None:
+    # The machine slowed down: the no-op went 4000 -> 2000 -> 3000 a second.
+    assert shares_of_ruler([1500.0, 1000.0], [4000.0, 2000.0, 3000.0]) == [0.5, 0.4]
+    with pytest.raises(ValueError):
+        shares_of_ruler([1500.0, 1000.0], [4000.0, 2000.0])
+
+
+def test_the_intake_is_judged_by_its_share_of_the_no_op_beside_it() -> None:
+    # 1,500/s is 37.5% of the no-op at the start of the run (4,000/s), but 52% of the no-op
+    # measured around it, in a slower spell: the target is judged on the latter.
+    single = {
+        "rate_per_s": 1500.0,
+        "p50_ms": 9.0,
+        "p99_ms": 20.0,
+        "web_cpu_ms": 1.0,
+        "of_noop": 0.52,
+        "of_noop_rounds": [0.49, 0.52, 0.55],
+        "noop_beside_per_s": [2800.0, 2900.0, 3000.0, 2700.0],
+        "of_start_noop": 0.375,
+    }
+    results = {"machine": {"cpus": 2}, "noop": {"rate_per_s": 4000.0}}
+    [row] = evaluate({**results, "intake": {"sqlite": {"single": single}}})
+    assert row["met"] is True
+    assert (
+        "52% of the no-op beside it (rounds 49%, 52%, 55%; the no-op 2,700-3,000/s)"
+        in (row["measured"])
+    )
+    [row] = evaluate({**results, "intake": {"sqlite": {"single": {**single, "of_noop": 0.49}}}})
+    assert row["met"] is False
 
 
 def test_headroom_is_the_tightest_run_of_one_more_than_the_limit() -> None:
