@@ -79,7 +79,7 @@ class Claimed:
 #
 # Placing runs once per attempt, so its statements are built once, here, and executed on a plain
 # connection: building an ORM UPDATE and flushing an Event through a Session cost ~2 ms of Python
-# per attempt, several times the database work (profile in docs/performance.md).
+# per attempt, several times the database work (item 10 of docs/performance-history.md).
 
 _ATTEMPTS = cast(Table, Attempt.__table__)
 _CASES = cast(Table, Case.__table__)

@@ -276,7 +276,7 @@ class SignatureChecker:
     port), and it is the one Twilio signs for our callback URLs: one HMAC with the SDK's own
     ``compute_signature`` settles a genuine callback. Anything else goes through ``validate``
     for every accepted token, so what is accepted is exactly what the SDK accepts (item 17 of
-    docs/performance.md).
+    docs/performance-history.md).
     """
 
     def __init__(self, tokens: Sequence[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import statistics
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from .stack import (
     Databases,
     Proc,
     Stack,
+    connections_by_child,
     cpu_seconds,
     named_cpu_seconds,
 )
@@ -293,7 +295,8 @@ class Bench:
                 batches.append(build("POST", url, body, auth, "application/json"))
             spy = self.profiled(web, f"intake-batch-{kind}", 3)
             meter = Meter(kind, web=web)
-            run = closed(web.url, batches, cfg.batch_concurrency)
+            with Spread(web, cfg.batch_concurrency) as spread:
+                run = closed(web.url, batches, cfg.batch_concurrency)
             _wait(spy)
             accepted = sum(
                 json.loads(s.body).get("accepted", 0) for s in run.samples if s.status == 202
@@ -311,6 +314,7 @@ class Bench:
                 "rate_per_s": round(accepted / run.elapsed, 1),
                 **self.latency_ms(run, (202,)),
                 **meter.per(accepted, "_per_warning"),
+                "connections_by_process": spread.counts,
             }
             self.log(f"  intake batches of {cfg.batch_size} [{kind}]: {batch}")
             self.results.setdefault("intake", {})[kind] = {"single": single, "batch": batch}
@@ -752,6 +756,36 @@ def per_unit(used: dict[str, float], units: int, suffix: str = "") -> dict[str, 
         f"{name}_cpu_ms{suffix}": round(seconds * 1000 / max(units, 1), 3)
         for name, seconds in used.items()
     }
+
+
+class Spread:
+    """While in the ``with``, the spread of a server's ``expected`` connections over its
+    processes, as soon as they are all established (``counts``, fewest first; empty if they
+    never all were). With 4 connections and 2 processes, a 0 + 4 spread puts every batch on
+    one core."""
+
+    def __init__(self, proc: Proc, expected: int) -> None:
+        self.counts: list[int] = []
+        self._pid = proc.pid
+        self._port = int(proc.url.rsplit(":", 1)[1])
+        self._expected = expected
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> Spread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.01):
+            counts = connections_by_child(self._pid, self._port)
+            if sum(counts) >= self._expected:
+                self.counts = counts
+                return
 
 
 def shares_of_ruler(rates: Sequence[float], noops: Sequence[float]) -> list[float]:

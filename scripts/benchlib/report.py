@@ -42,6 +42,12 @@ def _versus_noop(result: dict[str, Any]) -> str:
     )
 
 
+def _spread(result: dict[str, Any]) -> str:
+    """How the connections were spread over the web processes (phases.Spread)."""
+    counts = result.get("connections_by_process")
+    return f"; connections by process {' + '.join(map(str, counts))}" if counts else ""
+
+
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per target: what it asks, what this run measured, met or not (None: not run)."""
     rows: list[dict[str, Any]] = []
@@ -75,7 +81,8 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         if batch:
             add(
                 f"intake batches of {batch['batch_size']} [{kind}] >= 10,000/s",
-                f"{batch['rate_per_s']:.0f}/s (p50 {batch['p50_ms']} ms, p99 {batch['p99_ms']} ms)",
+                f"{batch['rate_per_s']:.0f}/s (p50 {batch['p50_ms']} ms, p99 {batch['p99_ms']} ms"
+                f"{_spread(batch)})",
                 batch["rate_per_s"] >= 10_000,
                 machine_bound(batch, cpus),
             )

@@ -90,6 +90,29 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in text_.split()]
 
 
+def connections_by_child(pid: int, port: int) -> list[int]:
+    """How many established connections to ``port`` each child process of ``pid`` (a gunicorn
+    server's workers) holds, fewest first: which process a new connection lands in is the
+    kernel's and gunicorn's choice, and a process serves its connections on one core."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if fields[3] == "01" and local_port == port:  # 01: ESTABLISHED
+                    inodes.add(f"socket:[{fields[9]}]")
+    counts = []
+    for child in children(pid):
+        held = 0
+        with contextlib.suppress(OSError):  # the process or one of its descriptors went away
+            for fd in Path(f"/proc/{child}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    held += os.readlink(fd) in inodes
+        counts.append(held)
+    return sorted(counts)
+
+
 def cpu_seconds(pid: int, with_children: bool = True) -> float:
     """CPU time (user + system) the process, and its live child processes, have used."""
     total = 0.0
