@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import statistics
 import threading
 import time
@@ -295,7 +296,7 @@ class Bench:
                 batches.append(build("POST", url, body, auth, "application/json"))
             spy = self.profiled(web, f"intake-batch-{kind}", 3)
             meter = Meter(kind, web=web)
-            with Spread(web, cfg.batch_concurrency) as spread:
+            with Spread(web, min(cfg.batch_concurrency, len(batches))) as spread:
                 run = closed(web.url, batches, cfg.batch_concurrency)
             _wait(spy)
             accepted = sum(
@@ -384,8 +385,12 @@ class Bench:
         ruler = [self.noop_request()] * cfg.ruler_requests
         closed(self.noop.url, ruler[: cfg.warmup], cfg.concurrency)
 
+        spreads: list[list[int]] = []
+
         def noop_rate() -> float:
-            run = closed(self.noop.url, ruler, cfg.concurrency)
+            with Spread(self.noop, min(cfg.concurrency, len(ruler))) as spread:
+                run = closed(self.noop.url, ruler, cfg.concurrency)
+            spreads.append(spread.counts)
             return run.count(200) / run.elapsed
 
         size = -(-len(reqs) // max(1, cfg.ruler_rounds))
@@ -408,6 +413,7 @@ class Bench:
             "of_noop": round(statistics.median(shares), 3),
             "of_noop_rounds": [round(share, 3) for share in shares],
             "noop_beside_per_s": [round(rate, 1) for rate in noops],
+            "noop_connections_by_process": spreads,
             **per_unit(used, whole.count(ok)),
         }
         start_noop = self.results.get("noop", {}).get("rate_per_s")
@@ -782,7 +788,7 @@ class Spread:
 
     def _watch(self) -> None:
         while not self._done.wait(0.01):
-            counts = connections_by_child(self._pid, self._port)
+            counts = connections_by_child(self._pid, self._port, client=os.getpid())
             if sum(counts) >= self._expected:
                 self.counts = counts
                 return

@@ -90,27 +90,36 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in text_.split()]
 
 
-def connections_by_child(pid: int, port: int) -> list[int]:
+def connections_by_child(pid: int, port: int, client: int | None = None) -> list[int]:
     """How many established connections to ``port`` each child process of ``pid`` (a gunicorn
     server's workers) holds, fewest first: which process a new connection lands in is the
-    kernel's and gunicorn's choice, and a process serves its connections on one core."""
-    inodes: set[str] = set()
+    kernel's and gunicorn's choice, and a process serves its connections on one core. With
+    ``client``, only the connections that process has open to ``port`` are counted (a server
+    holds a closed one until it reads its end)."""
+    rows = []  # (local port, remote port, inode) of every established TCP socket
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError):
             for line in Path(table).read_text().splitlines()[1:]:
                 fields = line.split()
-                local_port = int(fields[1].rsplit(":", 1)[1], 16)
-                if fields[3] == "01" and local_port == port:  # 01: ESTABLISHED
-                    inodes.add(f"socket:[{fields[9]}]")
-    counts = []
-    for child in children(pid):
-        held = 0
-        with contextlib.suppress(OSError):  # the process or one of its descriptors went away
-            for fd in Path(f"/proc/{child}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    held += os.readlink(fd) in inodes
-        counts.append(held)
-    return sorted(counts)
+                if fields[3] == "01":  # ESTABLISHED
+                    local, remote = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
+                    rows.append((local, remote, f"socket:[{fields[9]}]"))
+    wanted = {inode for local, _, inode in rows if local == port}
+    if client is not None:
+        held = _socket_links(client)
+        ours = {local for local, remote, inode in rows if remote == port and inode in held}
+        wanted = {inode for local, remote, inode in rows if local == port and remote in ours}
+    return sorted(len(_socket_links(child) & wanted) for child in children(pid))
+
+
+def _socket_links(pid: int) -> set[str]:
+    """What the process's descriptors point at ("socket:[inode]" for a socket)."""
+    links = set()
+    with contextlib.suppress(OSError):  # the process went away
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # the descriptor was closed meanwhile
+                links.add(os.readlink(fd))
+    return links
 
 
 def cpu_seconds(pid: int, with_children: bool = True) -> float:

@@ -40,7 +40,14 @@ def test_the_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
     for result in (intake["single"], intake["floor"]):
         rounds = result["of_noop_rounds"]
         assert len(rounds) == 3 and len(result["noop_beside_per_s"]) == 4
+        # Each no-op run's 8 connections, counted in the no-op's 2 processes.
+        assert [sum(s) for s in result["noop_connections_by_process"]] == [8] * 4
         assert result["of_noop"] == sorted(rounds)[1] > 0
+    # Every batch connection, counted in the web's 2 processes.
+    config = results["config"]
+    batch_connections = min(config["batch_concurrency"], config["batches"])
+    assert sum(intake["batch"]["connections_by_process"]) == batch_connections
+    assert len(intake["batch"]["connections_by_process"]) == 2
     floor = intake["floor"]
     assert floor["stored"] == floor["committed"] == floor["requests"] > 0
     dial = results["time_to_dial"]["sqlite"]

@@ -39,6 +39,11 @@ def test_each_child_is_counted_with_the_connections_it_accepted() -> None:
         # this process is not one of its children.
         assert [n for n in connections_by_child(os.getpid(), port) if n] == [1, 3]
         assert not any(connections_by_child(os.getpid(), port + 1 if port < 65535 else 1))
+        # Counted by the client that opened them: ours are all four; once we close one,
+        # the server still holds its end for a moment, but it is no longer counted.
+        assert [n for n in connections_by_child(os.getpid(), port, os.getpid()) if n] == [1, 3]
+        clients.pop().close()
+        assert sum(connections_by_child(os.getpid(), port, os.getpid())) == 3
     finally:
         release.set()
         for client in clients:
