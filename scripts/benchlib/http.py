@@ -13,7 +13,7 @@ import asyncio
 import base64
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -139,7 +139,12 @@ def _host_port(base_url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 80
 
 
-async def _closed(base_url: str, requests: Sequence[bytes], concurrency: int) -> Run:
+async def _closed(
+    base_url: str,
+    requests: Sequence[bytes],
+    concurrency: int,
+    before_close: Callable[[], object] | None = None,
+) -> Run:
     host, port = _host_port(base_url)
     run = Run()
     next_index = 0
@@ -165,14 +170,22 @@ async def _closed(base_url: str, requests: Sequence[bytes], concurrency: int) ->
     run.started = time.perf_counter()
     await asyncio.gather(*(loop(c) for c in connections))
     run.ended = time.perf_counter()
+    if before_close is not None:
+        before_close()  # every connection has been answered at least once: the server has it
     for conn in connections:
         conn.close()
     return run
 
 
-def closed(base_url: str, requests: Sequence[bytes], concurrency: int) -> Run:
-    """Send every request over ``concurrency`` keep-alive connections as fast as answered."""
-    return asyncio.run(_closed(base_url, requests, concurrency))
+def closed(
+    base_url: str,
+    requests: Sequence[bytes],
+    concurrency: int,
+    before_close: Callable[[], object] | None = None,
+) -> Run:
+    """Send every request over ``concurrency`` keep-alive connections as fast as answered;
+    ``before_close`` is called after the last answer, with the connections still open."""
+    return asyncio.run(_closed(base_url, requests, concurrency, before_close))
 
 
 async def _open(base_url: str, requests: Sequence[bytes], rate: float, max_connections: int) -> Run:

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import statistics
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from sqlalchemy import Engine, text
@@ -52,7 +51,7 @@ class Config:
     intake_requests: int = 3000
     #: The per-request intake (and the write floor) run in this many rounds, each between two
     #: short runs of the no-op, so that its share of the no-op compares the two in one spell
-    #: of the machine (the no-op alone swung 1.7x between runs of the same code).
+    #: of the machine (beside the intake, the no-op ran at 2,200 or 4,200/s seconds apart).
     ruler_rounds: int = 5
     ruler_requests: int = 2000
     batch_size: int = 1000
@@ -296,8 +295,8 @@ class Bench:
                 batches.append(build("POST", url, body, auth, "application/json"))
             spy = self.profiled(web, f"intake-batch-{kind}", 3)
             meter = Meter(kind, web=web)
-            with Spread(web, min(cfg.batch_concurrency, len(batches))) as spread:
-                run = closed(web.url, batches, cfg.batch_concurrency)
+            spread = Spread(web)
+            run = closed(web.url, batches, cfg.batch_concurrency, spread.take)
             _wait(spy)
             accepted = sum(
                 json.loads(s.body).get("accepted", 0) for s in run.samples if s.status == 202
@@ -373,36 +372,41 @@ class Bench:
     ) -> tuple[Run, dict[str, Any]]:
         """Send ``reqs`` to ``proc`` in rounds, each between two short runs of the no-op.
 
-        The machine's speed drifts within a run (the no-op measured at the start has been
-        1.5x faster or slower than one a minute later), so a share of the no-op is only
-        meaningful against a no-op measured in the same spell. Each round's share is its rate
-        over the mean of the no-op's just before and just after it; ``of_noop`` is the median
-        of the rounds'. Returns the rounds as one Run (every sample; their elapsed times added,
-        the no-op's left out) and the figures: the shares, the no-op's rates, and CPU per
-        request over the rounds alone.
+        The no-op's rate changes within a run: about halved whenever all its connections land
+        in one of its processes, which happens about one time in ten here. So a share of the
+        no-op is only meaningful against a no-op measured in the same spell. Each round's share
+        is its rate over the mean of the no-op's just before and just after it; ``of_noop`` is
+        the median of the rounds'. Returns the rounds as one Run (every sample; their elapsed
+        times added, the no-op's left out) and the figures: the shares, the no-op's rates, how
+        the connections of each round and each no-op run were spread over the processes, and
+        CPU per request over the rounds alone.
         """
         cfg = self.config
         ruler = [self.noop_request()] * cfg.ruler_requests
         closed(self.noop.url, ruler[: cfg.warmup], cfg.concurrency)
 
+        noop_spreads: list[list[int]] = []
         spreads: list[list[int]] = []
 
         def noop_rate() -> float:
-            with Spread(self.noop, min(cfg.concurrency, len(ruler))) as spread:
-                run = closed(self.noop.url, ruler, cfg.concurrency)
-            spreads.append(spread.counts)
+            spread = Spread(self.noop)
+            run = closed(self.noop.url, ruler, cfg.concurrency, spread.take)
+            noop_spreads.append(spread.counts)
             return run.count(200) / run.elapsed
 
-        size = -(-len(reqs) // max(1, cfg.ruler_rounds))
+        rounds = max(1, min(cfg.ruler_rounds, len(reqs)))
         whole = Run()
         used: dict[str, float] = {}
         noops = [noop_rate()]
         rates = []
-        for start in range(0, len(reqs), size):
+        for i in range(rounds):
+            chunk = reqs[i * len(reqs) // rounds : (i + 1) * len(reqs) // rounds]
             meter = Meter(kind, web=proc)
-            run = closed(proc.url, reqs[start : start + size], cfg.concurrency)
+            spread = Spread(proc)
+            run = closed(proc.url, chunk, cfg.concurrency, spread.take)
             for name, seconds in meter.used().items():
                 used[name] = used.get(name, 0.0) + seconds
+            spreads.append(spread.counts)
             noops.append(noop_rate())
             rates.append(run.count(ok) / run.elapsed)
             whole.samples.extend(run.samples)
@@ -413,7 +417,8 @@ class Bench:
             "of_noop": round(statistics.median(shares), 3),
             "of_noop_rounds": [round(share, 3) for share in shares],
             "noop_beside_per_s": [round(rate, 1) for rate in noops],
-            "noop_connections_by_process": spreads,
+            "connections_by_process": spreads,
+            "noop_connections_by_process": noop_spreads,
             **per_unit(used, whole.count(ok)),
         }
         start_noop = self.results.get("noop", {}).get("rate_per_s")
@@ -598,7 +603,8 @@ class Bench:
             timed = reqs[cfg.warmup :]
             spy = self.profiled(web, f"webhooks-{kind}", 3)
             meter = Meter(kind, web=web)
-            run = closed(web.url, timed, cfg.concurrency)
+            spread = Spread(web)
+            run = closed(web.url, timed, cfg.concurrency, spread.take)
             _wait(spy)
             cpu = meter.per(run.count(200))
             finished = data.count_rows(engine, Attempt, Attempt.state == "finished")
@@ -612,6 +618,7 @@ class Bench:
                 "rate_per_s": round(run.count(200) / run.elapsed, 1),
                 **self.latency_ms(run, (200,)),
                 **cpu,
+                "connections_by_process": spread.counts,
             }
             self.log(f"  signed status callbacks [{kind}]: {result}")
             self.results.setdefault("webhooks", {})[kind] = result
@@ -765,39 +772,26 @@ def per_unit(used: dict[str, float], units: int, suffix: str = "") -> dict[str, 
 
 
 class Spread:
-    """While in the ``with``, the spread of a server's ``expected`` connections over its
-    processes, as soon as they are all established (``counts``, fewest first; empty if they
-    never all were). With 4 connections and 2 processes, a 0 + 4 spread puts every batch on
-    one core."""
+    """How this process's connections to a server were spread over the server's processes,
+    fewest first: pass ``take`` as ``closed(..., before_close=...)``, which counts them after
+    the last answer, while they are all still open. With 4 connections and 2 processes, a
+    0 + 4 spread puts every batch on one core."""
 
-    def __init__(self, proc: Proc, expected: int) -> None:
+    def __init__(self, proc: Proc) -> None:
         self.counts: list[int] = []
         self._pid = proc.pid
-        self._port = int(proc.url.rsplit(":", 1)[1])
-        self._expected = expected
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._port = urlsplit(proc.url).port or 80
 
-    def __enter__(self) -> Spread:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _watch(self) -> None:
-        while not self._done.wait(0.01):
-            counts = connections_by_child(self._pid, self._port, client=os.getpid())
-            if sum(counts) >= self._expected:
-                self.counts = counts
-                return
+    def take(self) -> None:
+        self.counts = connections_by_child(self._pid, self._port, client=os.getpid())
 
 
 def shares_of_ruler(rates: Sequence[float], noops: Sequence[float]) -> list[float]:
     """Each round's rate as a share of the mean of the no-op's rates just before and just
     after it (``noops`` has one more entry than ``rates``)."""
-    pairs = zip(rates, noops[:-1], noops[1:], strict=True)  # a ValueError if one is missing
+    pairs = list(zip(rates, noops[:-1], noops[1:], strict=True))  # a ValueError if one is missing
+    if any(before + after <= 0 for _, before, after in pairs):
+        raise ValueError(f"the no-op answered nothing beside a round: {list(noops)}")
     return [rate / ((before + after) / 2) for rate, before, after in pairs]
 
 

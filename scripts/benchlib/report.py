@@ -139,7 +139,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             add(
                 f"signed status callbacks [{kind}] >= 1,500/s",
                 f"{hooks['rate_per_s']:.0f}/s ({hooks['refused']} refused, "
-                f"p50 {hooks['p50_ms']} ms, p99 {hooks['p99_ms']} ms)",
+                f"p50 {hooks['p50_ms']} ms, p99 {hooks['p99_ms']} ms{_spread(hooks)})",
                 hooks["rate_per_s"] >= 1500 and hooks["refused"] == 0,
                 machine_bound(hooks, cpus),
             )

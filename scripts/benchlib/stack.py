@@ -94,8 +94,9 @@ def connections_by_child(pid: int, port: int, client: int | None = None) -> list
     """How many established connections to ``port`` each child process of ``pid`` (a gunicorn
     server's workers) holds, fewest first: which process a new connection lands in is the
     kernel's and gunicorn's choice, and a process serves its connections on one core. With
-    ``client``, only the connections that process has open to ``port`` are counted (a server
-    holds a closed one until it reads its end)."""
+    ``client``, only the connections that process has open to ``port`` are counted: the
+    server may hold others, such as the emulator's kept-alive callback connections to the
+    no-op, which doubles as the callback sink."""
     rows = []  # (local port, remote port, inode) of every established TCP socket
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError):

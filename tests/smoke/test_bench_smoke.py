@@ -40,8 +40,9 @@ def test_the_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
     for result in (intake["single"], intake["floor"]):
         rounds = result["of_noop_rounds"]
         assert len(rounds) == 3 and len(result["noop_beside_per_s"]) == 4
-        # Each no-op run's 8 connections, counted in the no-op's 2 processes.
+        # Each run's 8 connections, counted in the 2 processes of the no-op and of the server.
         assert [sum(s) for s in result["noop_connections_by_process"]] == [8] * 4
+        assert [sum(s) for s in result["connections_by_process"]] == [8] * 3
         assert result["of_noop"] == sorted(rounds)[1] > 0
     # Every batch connection, counted in the web's 2 processes.
     config = results["config"]
@@ -56,6 +57,7 @@ def test_the_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
     assert dispatch["placed"] == dispatch["backlog"] and dispatch["placed_twice"] == 0
     hooks = results["webhooks"]["sqlite"]
     assert hooks["refused"] == 0 and hooks["attempts_finished"] == hooks["attempts"]
+    assert sum(hooks["connections_by_process"]) == config["concurrency"]
     scale = results["scale"]["sqlite"]
     assert len(scale) == 2 and all(
         s["tick_ms"] > 0 and s["worker_peak_mb"] > 0 for s in scale.values()

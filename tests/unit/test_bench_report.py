@@ -32,6 +32,8 @@ def test_a_round_is_measured_against_the_no_op_on_either_side_of_it() -> None:
     assert shares_of_ruler([1500.0, 1000.0], [4000.0, 2000.0, 3000.0]) == [0.5, 0.4]
     with pytest.raises(ValueError):
         shares_of_ruler([1500.0, 1000.0], [4000.0, 2000.0])
+    with pytest.raises(ValueError, match="no-op answered nothing"):
+        shares_of_ruler([1500.0], [0.0, 0.0])
 
 
 def test_the_intake_is_judged_by_its_share_of_the_no_op_beside_it() -> None:
