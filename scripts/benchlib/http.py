@@ -134,7 +134,7 @@ class _Connection:
         return status, body
 
 
-def _host_port(base_url: str) -> tuple[str, int]:
+def host_port(base_url: str) -> tuple[str, int]:
     parts = urlsplit(base_url)
     return parts.hostname or "127.0.0.1", parts.port or 80
 
@@ -145,7 +145,7 @@ async def _closed(
     concurrency: int,
     before_close: Callable[[], object] | None = None,
 ) -> Run:
-    host, port = _host_port(base_url)
+    host, port = host_port(base_url)
     run = Run()
     next_index = 0
     connections = [_Connection(host, port) for _ in range(max(1, min(concurrency, len(requests))))]
@@ -189,7 +189,7 @@ def closed(
 
 
 async def _open(base_url: str, requests: Sequence[bytes], rate: float, max_connections: int) -> Run:
-    host, port = _host_port(base_url)
+    host, port = host_port(base_url)
     run = Run()
     idle: list[_Connection] = []
     opened = 0

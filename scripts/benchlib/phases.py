@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import requests
 from sqlalchemy import Engine, text
@@ -23,7 +23,7 @@ from robot.emulator.signing import compute_signature
 from robot.models import Attempt, IncomingWarning
 
 from . import data
-from .http import Run, basic_auth, build, closed, open_loop, percentile
+from .http import Run, basic_auth, build, closed, host_port, open_loop, percentile
 from .stack import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -780,7 +780,7 @@ class Spread:
     def __init__(self, proc: Proc) -> None:
         self.counts: list[int] = []
         self._pid = proc.pid
-        self._port = urlsplit(proc.url).port or 80
+        self._port = host_port(proc.url)[1]
 
     def take(self) -> None:
         self.counts = connections_by_child(self._pid, self._port, client=os.getpid())
