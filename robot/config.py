@@ -41,6 +41,11 @@ class ServerSettings:
     secret_key: str = ""
     #: Mark cookies Secure (HTTPS only). Turn off only for plain-HTTP local runs.
     secure_cookies: bool = False
+    #: Each gunicorn process listens on its own socket (``SO_REUSEPORT``) and the kernel spreads
+    #: new connections over them. With one shared socket, whichever process wakes first takes
+    #: the connection, and a feed's few kept-alive connections can all land in one process, on
+    #: one core (docs/performance-history.md, items 52 and 53).
+    reuse_port: bool = True
 
 
 @dataclass(frozen=True)

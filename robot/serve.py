@@ -21,6 +21,7 @@ def serve_web(settings: Settings, host: str, port: int, workers: int, threads: i
             self.cfg.set("accesslog", None)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("keepalive", 5)
+            self.cfg.set("reuse_port", settings.server.reuse_port)
 
         def load(self) -> Any:
             from robot.heap import freeze_startup_objects

@@ -95,6 +95,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="with --profile: keep only samples that hold the GIL (Python's CPU, not its waits)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, databases)")
+    parser.add_argument(
+        "--reuse-port",
+        choices=("on", "off"),
+        default=None,
+        help="server.reuse_port for the web, the no-op and the floor (default: the product's)",
+    )
     return parser.parse_args(argv)
 
 
@@ -156,12 +162,14 @@ def main(argv: list[str] | None = None) -> int:
         workdir,
         profile_dir=(output.parent / f"profile-{stamp}") if args.profile else None,
         profile_gil=args.gil,
+        reuse_port=None if args.reuse_port is None else args.reuse_port == "on",
     )
     results: dict[str, Any] = {
         "started": stamp,
         "command": "scripts/bench " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": machine(),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "reuse_port": stack.server_reuse_port(),
         "failures": [],
     }
     started = time.monotonic()

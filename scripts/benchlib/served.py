@@ -9,6 +9,7 @@ threads, worker class, keep-alive) without bench routes in the product. The no-o
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -35,4 +36,6 @@ def serve_instead(make_app: Callable[[], Flask], args: argparse.Namespace) -> No
         return make_app()
 
     robot.app.create_app = create_app
-    serve_web(load_settings(environ={}), args.host, args.port, args.workers, args.threads)
+    # The [server] settings the bench gives the web (reuse_port), and nothing else of the product's.
+    server_env = {k: v for k, v in os.environ.items() if k.startswith("ROBOT_SERVER_")}
+    serve_web(load_settings(environ=server_env), args.host, args.port, args.workers, args.threads)

@@ -171,7 +171,17 @@ class Stack:
     profile_dir: Path | None = None
     #: py-spy's --gil: a thread waiting on a lock, a socket or the GIL is not sampled.
     profile_gil: bool = False
+    #: server.reuse_port for every served process; None keeps the product's default.
+    reuse_port: bool | None = None
     _warned_no_spy: bool = False
+
+    def server_reuse_port(self) -> bool:
+        """What the served processes run with (the default read from the product's settings)."""
+        if self.reuse_port is not None:
+            return self.reuse_port
+        from robot.config import ServerSettings
+
+        return ServerSettings().reuse_port
 
     def env(self, **settings: Any) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROBOT_")}
@@ -179,6 +189,7 @@ class Stack:
             ROBOT_TWILIO_ACCOUNT_SID=ACCOUNT_SID,
             ROBOT_TWILIO_AUTH_TOKEN=AUTH_TOKEN,
             ROBOT_VOICE_CACHE_DIR=str(self.workdir / "voice-cache"),
+            ROBOT_SERVER_REUSE_PORT=str(self.server_reuse_port()).lower(),
             PYTHONUNBUFFERED="1",
         )
         for key, value in settings.items():
