@@ -136,12 +136,15 @@ def sources_revoke(name: str) -> None:
 @click.option("--threads", type=int, default=4, show_default=True, help="Threads per process.")
 def web(host: str | None, port: int | None, workers: int, threads: int) -> None:
     """Serve the API, webhooks and dashboard under gunicorn."""
-    from robot.serve import serve_web
+    from robot.serve import PortInUse, serve_web
 
     settings = get_settings()
-    serve_web(
-        settings, host or settings.server.host, port or settings.server.port, workers, threads
-    )
+    try:
+        serve_web(
+            settings, host or settings.server.host, port or settings.server.port, workers, threads
+        )
+    except PortInUse as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

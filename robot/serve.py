@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from robot.config import Settings
+
+
+class PortInUse(Exception):
+    """The web's address is taken by a socket it cannot share."""
+
+
+def check_port(host: str, port: int, reuse_port: bool) -> None:
+    """Fail at once if ``host:port`` cannot be bound. With ``reuse_port`` the gunicorn processes
+    bind their own sockets after the fork, and a process that cannot bind exits and is started
+    again, over and over, instead of stopping the server."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise PortInUse(f"cannot resolve {host}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def serve_web(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
 
     from robot.app import create_app
+
+    if settings.server.reuse_port:
+        check_port(host, port, reuse_port=True)
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -22,6 +49,8 @@ def serve_web(settings: Settings, host: str, port: int, workers: int, threads: i
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("keepalive", 5)
             self.cfg.set("reuse_port", settings.server.reuse_port)
+            # One path per user ($HOME/.gunicorn) that every gunicorn on the machine would share.
+            self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             from robot.heap import freeze_startup_objects

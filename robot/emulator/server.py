@@ -69,6 +69,8 @@ def serve_emulator(settings: EmulatorSettings, host: str, port: int) -> None:
             self.cfg.set("threads", GUNICORN_THREADS)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", None)
+            # One path per user ($HOME/.gunicorn) that every gunicorn on the machine would share.
+            self.cfg.set("control_socket_disable", True)
             self.cfg.set("graceful_timeout", 5)
             self.cfg.set("keepalive", 75)  # the SDK's pooled connections stay open between calls
             self.cfg.set("worker_exit", self._worker_exit)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from robot.serve import PortInUse, check_port
 from scripts.benchlib.stack import children, connections_by_child, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,8 +44,9 @@ def _links(pid: int) -> set[str]:
 @contextlib.contextmanager
 def _web(tmp_path: Path, reuse_port: bool) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROBOT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROBOT_", "XDG_"))}
     env |= {
+        "HOME": str(tmp_path),  # where gunicorn would put its control socket
         "ROBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'web.db'}",
         "ROBOT_SERVER_REUSE_PORT": str(reuse_port).lower(),
         "ROBOT_VOICE_CACHE_DIR": str(tmp_path / "voice"),
@@ -88,6 +90,8 @@ def test_each_process_listens_on_its_own_socket_only_with_reuse_port(
         else:
             assert len(listening) == 1
             assert by_worker == [listening, listening] and held_by_master == listening
+    # gunicorn's control socket is off: every gunicorn of the user would share its one path.
+    assert not (tmp_path / ".gunicorn").exists()
 
 
 def test_kept_alive_connections_land_in_both_processes_with_reuse_port(tmp_path: Path) -> None:
@@ -105,3 +109,34 @@ def test_kept_alive_connections_land_in_both_processes_with_reuse_port(tmp_path:
         finally:
             for client in clients:
                 client.close()
+
+
+def test_a_port_taken_by_a_plain_listener_stops_the_web_at_once(tmp_path: Path) -> None:
+    # With reuse_port the processes bind after the fork; one that cannot would be restarted
+    # forever, so the address is checked first.
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    with taken:
+        with pytest.raises(PortInUse, match=f"127.0.0.1:{port}"):
+            check_port("127.0.0.1", port, reuse_port=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROBOT_")}
+        env["ROBOT_DATABASE_URL"] = f"sqlite:///{tmp_path / 'web.db'}"
+        command = [sys.executable, "-m", "robot", "web", "--port", str(port)]
+        done = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 1
+        assert "Address already in use" in done.stderr
+
+
+def test_a_port_shared_with_reuse_port_is_free_to_the_check() -> None:
+    # Another SO_REUSEPORT listener of this user: the web joins it (see the README).
+    shared = socket.socket()
+    shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    shared.bind(("127.0.0.1", 0))
+    shared.listen()
+    with shared:
+        port = shared.getsockname()[1]
+        check_port("127.0.0.1", port, reuse_port=True)
+        with pytest.raises(PortInUse):
+            check_port("127.0.0.1", port, reuse_port=False)
