@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import tomllib
 import types
 import typing
@@ -44,8 +45,9 @@ class ServerSettings:
     #: Each gunicorn process listens on its own socket (``SO_REUSEPORT``) and the kernel spreads
     #: new connections over them. With one shared socket, whichever process wakes first takes
     #: the connection, and a feed's few kept-alive connections can all land in one process, on
-    #: one core (docs/performance-history.md, items 52 and 53).
-    reuse_port: bool = True
+    #: one core (docs/performance-history.md, items 52 and 53). Only Linux spreads them, so
+    #: elsewhere the default is off.
+    reuse_port: bool = sys.platform.startswith("linux")
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,23 @@ class Proc:
             time.sleep(0.05)
         raise RuntimeError(f"{self.name} did not answer {path}:\n{self.log_text()[-3000:]}")
 
+    def wait_listening(self, processes: int, timeout: float = 30.0) -> None:
+        """Wait until each of the server's ``processes`` child processes holds a socket
+        listening on its port. The first answer comes from whichever process listens first;
+        with ``reuse_port`` the others bind their own sockets a little later, and connections
+        opened before then could all land in the first."""
+        port = int(self.url.rsplit(":", 1)[1])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            listening = listening_sockets(port)
+            kids = children(self.pid)
+            if len(kids) == processes and all(socket_links(kid) & listening for kid in kids):
+                return
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name}: not every process listens:\n{self.log_text()[-3000:]}")
+
     def stop(self, timeout: float = 15.0) -> None:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
@@ -107,13 +124,25 @@ def connections_by_child(pid: int, port: int, client: int | None = None) -> list
                     rows.append((local, remote, f"socket:[{fields[9]}]"))
     wanted = {inode for local, _, inode in rows if local == port}
     if client is not None:
-        held = _socket_links(client)
+        held = socket_links(client)
         ours = {local for local, remote, inode in rows if remote == port and inode in held}
         wanted = {inode for local, remote, inode in rows if local == port and remote in ours}
-    return sorted(len(_socket_links(child) & wanted) for child in children(pid))
+    return sorted(len(socket_links(child) & wanted) for child in children(pid))
 
 
-def _socket_links(pid: int) -> set[str]:
+def listening_sockets(port: int) -> set[str]:
+    """Every socket listening on ``port``, as its descriptors read ("socket:[inode]")."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                    found.add(f"socket:[{fields[9]}]")
+    return found
+
+
+def socket_links(pid: int) -> set[str]:
     """What the process's descriptors point at ("socket:[inode]" for a socket)."""
     links = set()
     with contextlib.suppress(OSError):  # the process went away
@@ -221,6 +250,7 @@ class Stack:
         cmd += ["--workers", str(workers), "--threads", str(threads)]
         proc = self.robot(name, cmd, env, url)
         proc.wait_http("/healthz")
+        proc.wait_listening(workers)
         return proc
 
     def noop(self, name: str = "noop", workers: int = 2, threads: int = 4) -> Proc:
@@ -238,6 +268,7 @@ class Stack:
         args += ["--workers", str(workers), "--threads", str(threads)]
         proc = self.spawn(name, args, self.env(), f"http://127.0.0.1:{port}")
         proc.wait_http("/healthz")
+        proc.wait_listening(workers)
         return proc
 
     def emulator(self, time_scale: float) -> Proc:
