@@ -23,6 +23,8 @@ from robot import migrate
 from robot.config import DatabaseSettings
 from robot.db import create_db_engine, normalise_url
 
+from .http import host_port
+
 ROOT = Path(__file__).resolve().parents[2]
 AUTH_TOKEN = "bench-auth-token"
 ACCOUNT_SID = "AC" + "b" * 32
@@ -77,7 +79,7 @@ class Proc:
         listening on its port. The first answer comes from whichever process listens first;
         with ``reuse_port`` the others bind their own sockets a little later, and connections
         opened before then could all land in the first."""
-        port = int(self.url.rsplit(":", 1)[1])
+        port = host_port(self.url)[1]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             listening = listening_sockets(port)
