@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scripts.benchlib.phases import _headroom_ms, shares_of_ruler
-from scripts.benchlib.report import cpu_ms, evaluate, machine_bound
+from scripts.benchlib.report import cpu_ms, emulator_bound, evaluate, machine_bound
 
 
 def test_the_cost_adds_every_process_but_nothing_else() -> None:
@@ -81,3 +81,26 @@ def test_the_pacing_line_says_how_close_it_came() -> None:
     never_above, used = evaluate(results)
     assert never_above["met"] and "21 in a row spanned 1 s +8.1 ms" in never_above["measured"]
     assert used["met"] and "97.5%" in used["measured"]
+
+
+def test_the_emulator_one_process_caps_dispatch_at_one_core() -> None:
+    # The emulator spends 2.5 CPU-ms an attempt: one core (1000 CPU-ms a second) is 400/s,
+    # whatever the machine's cores allow for the whole.
+    one = {
+        "workers": 1,
+        "backlog": 10,
+        "placed": 10,
+        "rate_per_s": 300.0,
+        "per_worker_per_s": 300.0,
+        "worker_cpu_ms": 1.0,
+        "emulator_cpu_ms": 2.5,
+    }
+    two = {**one, "workers": 2, "rate_per_s": 380.0, "emulator_cpu_ms": 2.0}
+    rows = evaluate({"machine": {"cpus": 4}, "dispatch": {"postgres": {"1": one, "2": two}}})
+    by_target = {row["target"]: row["measured"] for row in rows}
+    first = by_target["dispatch, one worker [postgres] >= 500 attempts/s"]
+    assert "cores allow at most 1,143/s" in first  # 4 cores at 3.5 CPU-ms
+    assert "the emulator (one process) allows at most 400/s at 2.50 CPU-ms" in first
+    # The ratio is bounded by the two workers' run, whose emulator cost is its own.
+    assert "allows at most 500/s" in by_target["2 workers [postgres] >= 1.5x one worker"]
+    assert emulator_bound({"worker_cpu_ms": 1.0}) == ""
