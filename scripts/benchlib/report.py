@@ -33,9 +33,11 @@ def machine_bound(result: dict[str, Any], cpus: int, rate: float | None = None) 
 
 
 def emulator_bound(result: dict[str, Any]) -> str:
-    """What the emulator allows: it is one Python process, so it can use at most one core (1000
-    CPU-ms a second) however many cores the machine has. Its cost per attempt then caps every
-    worker count's rate, whatever the cores allow; Twilio itself costs this machine nothing."""
+    """What the emulator allows at the cost this run measured: its Python work runs in one
+    process, so about one core (1000 CPU-ms a second) however many cores the machine has.
+    Twilio itself costs this machine nothing, so a rate near this bound is the stand-in's limit,
+    not the worker's. Its cost per attempt falls with more creates in flight, so the bound
+    holds for the run it comes from (two workers get their own, from their run)."""
     cost = result.get("emulator_cpu_ms")
     if not isinstance(cost, (int, float)) or cost <= 0:
         return ""
