@@ -109,6 +109,19 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in text_.split()]
 
 
+def tcp_sockets() -> list[tuple[str, int, int, str]]:
+    """Every TCP socket of the machine, IPv4 and IPv6: (state, local port, remote port,
+    "socket:[inode]"), the state as the kernel writes it ("01" established, "0A" listening)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, remote = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
+                found.append((fields[3], local, remote, f"socket:[{fields[9]}]"))
+    return found
+
+
 def connections_by_child(pid: int, port: int, client: int | None = None) -> list[int]:
     """How many established connections to ``port`` each child process of ``pid`` (a gunicorn
     server's workers) holds, fewest first: which process a new connection lands in is the
@@ -116,14 +129,9 @@ def connections_by_child(pid: int, port: int, client: int | None = None) -> list
     ``client``, only the connections that process has open to ``port`` are counted: the
     server may hold others, such as the emulator's kept-alive callback connections to the
     no-op, which doubles as the callback sink."""
-    rows = []  # (local port, remote port, inode) of every established TCP socket
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "01":  # ESTABLISHED
-                    local, remote = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
-                    rows.append((local, remote, f"socket:[{fields[9]}]"))
+    rows = [
+        (local, remote, inode) for state, local, remote, inode in tcp_sockets() if state == "01"
+    ]
     wanted = {inode for local, _, inode in rows if local == port}
     if client is not None:
         held = socket_links(client)
@@ -134,14 +142,7 @@ def connections_by_child(pid: int, port: int, client: int | None = None) -> list
 
 def listening_sockets(port: int) -> set[str]:
     """Every socket listening on ``port``, as its descriptors read ("socket:[inode]")."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
-                    found.add(f"socket:[{fields[9]}]")
-    return found
+    return {inode for state, local, _, inode in tcp_sockets() if state == "0A" and local == port}
 
 
 def socket_links(pid: int) -> set[str]:
