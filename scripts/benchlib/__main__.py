@@ -30,7 +30,24 @@ from .phases import CARRIER_SPEED, Bench, Config
 from .report import evaluate, render
 from .stack import ROOT, Databases, Stack
 
-PHASES = ("ceilings", "intake", "dial", "dispatch", "webhooks", "scale", "pacing")
+PHASES = ("ceilings", "intake", "dial", "dispatch", "standin", "webhooks", "scale", "pacing")
+
+
+def source() -> dict[str, Any]:
+    """The commit measured, and whether the work tree had changes on top of it (the figures
+    then belong to no commit)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
 
 
 def machine() -> dict[str, Any]:
@@ -167,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "started": stamp,
         "command": "scripts/bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        **source(),
         "machine": machine(),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         "reuse_port": stack.server_reuse_port(),
@@ -215,6 +233,13 @@ def main(argv: list[str] | None = None) -> int:
                         plan.append(
                             (f"dispatch [{kind}, {n}]", lambda k=kind, n=n: bench.dispatch(k, n))
                         )
+                elif phase == "standin":
+                    plan.append(
+                        (
+                            f"dispatch, stand-in provider [{kind}]",
+                            lambda k=kind: bench.dispatch_standin(k),
+                        )
+                    )
                 elif phase == "webhooks":
                     plan.append((f"webhooks [{kind}]", lambda k=kind: bench.webhooks(k)))
                 elif phase == "scale":

@@ -560,6 +560,50 @@ class Bench:
             self.stack.stop(*procs)
             engine.dispose()
 
+    def dispatch_standin(self, kind: str, backlog: int | None = None) -> dict[str, Any]:
+        """One worker against the provider stand-in (standin.py): the worker's own rate.
+
+        Context for the dispatch target, not the check of record: the emulator's run above is
+        that. Here the creates cost the stand-in little and bring back no callbacks, so the
+        rate is what the worker's own CPU and waits allow. It is counted from the attempts'
+        placed_at in the database, since the stand-in keeps nothing.
+        """
+        cfg = self.config
+        backlog = backlog or cfg.dispatch_backlog
+        db = self.dbs.fresh(kind, "standin")
+        engine = db.engine()
+        source_id, _ = data.make_source(engine)
+        standin = self.stack.standin()
+        env = self.env(db, self.noop.url, twilio_api_base_url=standin.url)
+        worker = self.stack.worker(f"worker-standin-{kind}", env)
+        try:
+            cases = data.insert_cases(engine, source_id, backlog, first_phone=400_000, last_digit=6)
+            data.insert_attempts(engine, cases, due_at=datetime.now(UTC) - timedelta(seconds=1))
+            meter = Meter(kind, worker=worker, standin=standin)
+            self.wake(db)
+            spy = self.profiled(worker, f"standin-worker-{kind}", 4)
+            placed = _wait_placed(engine, backlog, 30 + backlog / 50)
+            cpu = meter.per(backlog)
+            _wait(spy)
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    text("SELECT placed_at FROM attempts WHERE state = 'placed' ORDER BY placed_at")
+                ).all()
+            times = [_epoch(row[0]) for row in rows]
+            result = {
+                "backlog": backlog,
+                "placed": placed,
+                "rate_per_s": round(_rate(times), 1),
+                "steady_rate_per_s": round(_rate(times, 0.1, 0.9), 1),
+                **cpu,
+            }
+            self.log(f"  dispatch against the stand-in [{kind}, 1 worker]: {result}")
+            self.results.setdefault("dispatch_standin", {})[kind] = result
+            return result
+        finally:
+            self.stack.stop(worker, standin)
+            engine.dispose()
+
     # --- webhooks ---------------------------------------------------------------------------
 
     def webhooks(self, kind: str) -> None:
@@ -822,6 +866,28 @@ def _rate(times: Sequence[float], low: float = 0.0, high: float = 1.0) -> float:
     last = int(high * (len(times) - 1))
     span = times[last] - times[first]
     return (last - first) / span if span > 0 else 0.0
+
+
+def _epoch(value: datetime | str) -> float:
+    """A timestamp read with plain SQL: a datetime (PostgreSQL) or ISO text (SQLite), UTC."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _wait_placed(engine: Engine, expected: int, timeout: float) -> int:
+    """Attempts placed so far, polled until ``expected`` or the timeout."""
+    deadline = time.monotonic() + timeout
+    placed = 0
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            placed = int(
+                conn.execute(text("SELECT count(*) FROM attempts WHERE state = 'placed'")).scalar()
+                or 0
+            )
+        if placed >= expected:
+            break
+        time.sleep(0.2)
+    return placed
 
 
 def _max_in_window(times: Sequence[float], width: float) -> int:

@@ -44,6 +44,15 @@ def emulator_bound(result: dict[str, Any]) -> str:
     return f"; the emulator (one process) allows at most {1000 / cost:,.0f}/s at {cost:.2f} CPU-ms"
 
 
+def worker_bound(result: dict[str, Any]) -> str:
+    """What one worker process allows at its own measured cost, on a core of its own: its
+    Python work holds one GIL, so about 1000 CPU-ms a second."""
+    cost = result.get("worker_cpu_ms")
+    if not isinstance(cost, (int, float)) or cost <= 0:
+        return ""
+    return f"; the worker at {cost:.2f} CPU-ms an attempt: at most {1000 / cost:,.0f}/s on one core"
+
+
 def _versus_noop(result: dict[str, Any]) -> str:
     """The share of the no-op measured beside it (scripts.benchlib.phases.Bench.beside_noop)."""
     rounds = ", ".join(f"{share:.0%}" for share in result["of_noop_rounds"])
@@ -126,6 +135,17 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 one["per_worker_per_s"] >= 500,
                 machine_bound(one, cpus) + emulator_bound(one),
             )
+        standin = _get(results, "dispatch_standin", kind)
+        if standin:
+            # Context, not a target: the same worker against a provider that costs next to
+            # nothing (standin.py), so what is left is the worker's own rate and cost.
+            add(
+                f"(context) dispatch, one worker, provider stand-in [{kind}]",
+                f"{standin['rate_per_s']:.0f}/s ({standin['placed']}/{standin['backlog']} placed)"
+                + worker_bound(standin),
+                None,
+                machine_bound(standin, cpus),
+            )
     one = _get(results, "dispatch", "postgres", "1")
     two = _get(results, "dispatch", "postgres", "2")
     four = _get(results, "dispatch", "postgres", "4")
@@ -203,6 +223,9 @@ def render(results: dict[str, Any]) -> str:
         f"machine: {m.get('cpus')} CPUs ({m.get('cpu')}), {m.get('memory')}, Python {m.get('python')},"
         f" SQLite {m.get('sqlite')}"
     )
+    if results.get("commit"):
+        dirty = " with uncommitted changes" if results.get("dirty") else ""
+        lines.append(f"commit: {results['commit'][:12]}{dirty}")
     ceilings = []
     if _get(results, "noop"):
         ceilings.append(f"no-op endpoint {results['noop']['rate_per_s']:.0f}/s")

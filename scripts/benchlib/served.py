@@ -13,8 +13,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask
-
 
 def arguments() -> argparse.ArgumentParser:
     """The options every served bench app takes (a module may add its own)."""
@@ -26,13 +24,14 @@ def arguments() -> argparse.ArgumentParser:
     return parser
 
 
-def serve_instead(make_app: Callable[[], Flask], args: argparse.Namespace) -> None:
-    """Serve ``make_app()`` (built in each gunicorn process) in place of the product's app."""
+def serve_instead(make_app: Callable[[], Any], args: argparse.Namespace) -> None:
+    """Serve ``make_app()``, a WSGI app built in each gunicorn process, in place of the
+    product's."""
     import robot.app
     from robot.config import load_settings
     from robot.serve import serve_web
 
-    def create_app(*_args: Any, **_kwargs: Any) -> Flask:
+    def create_app(*_args: Any, **_kwargs: Any) -> Any:
         return make_app()
 
     robot.app.create_app = create_app

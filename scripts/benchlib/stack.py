@@ -259,6 +259,10 @@ class Stack:
     def noop(self, name: str = "noop", workers: int = 2, threads: int = 4) -> Proc:
         return self._served(name, "scripts.benchlib.noop", [], workers, threads)
 
+    def standin(self, name: str = "standin", workers: int = 2, threads: int = 4) -> Proc:
+        """The provider stand-in (scripts.benchlib.standin): creates answered, nothing kept."""
+        return self._served(name, "scripts.benchlib.standin", [], workers, threads)
+
     def floor(self, name: str, database_url: str, workers: int = 2, threads: int = 4) -> Proc:
         """The write floor (scripts.benchlib.floor) on that database."""
         extra = ["--database-url", database_url]

@@ -29,6 +29,9 @@ def test_the_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     results = json.loads(output.read_text())
     assert results["failures"] == []
+    # The figures name the commit they measured (None only outside a git work tree).
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    assert results["commit"] == (head.stdout.strip() if head.returncode == 0 else None)
     assert results["seconds"] < 150  # about 50 s here; CI machines have been 1.5x slower
 
     assert results["noop"]["ok"] == results["noop"]["requests"]
@@ -55,6 +58,10 @@ def test_the_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
     assert dial["missing"] == 0 and dial["dialled"] == dial["warnings"]
     dispatch = results["dispatch"]["sqlite"]["1"]
     assert dispatch["placed"] == dispatch["backlog"] and dispatch["placed_twice"] == 0
+    # The same backlog against the provider stand-in, counted from the database.
+    standin = results["dispatch_standin"]["sqlite"]
+    assert standin["placed"] == standin["backlog"] and standin["rate_per_s"] > 0
+    assert standin["worker_cpu_ms"] > 0 and standin["standin_cpu_ms"] > 0
     hooks = results["webhooks"]["sqlite"]
     assert hooks["refused"] == 0 and hooks["attempts_finished"] == hooks["attempts"]
     assert sum(hooks["connections_by_process"]) == config["concurrency"]

@@ -108,3 +108,23 @@ def test_the_emulator_one_process_caps_dispatch_at_one_core() -> None:
     assert "1.5x needs 39% of 4 cores at 3.5 CPU-ms" in ratio
     assert "the emulator (one process) allows at most 500/s at 2.00 CPU-ms" in ratio
     assert emulator_bound({"worker_cpu_ms": 1.0}) == ""
+
+
+def test_the_stand_in_line_gives_the_worker_its_own_bound_beside_the_target() -> None:
+    # Against the stand-in the worker spends 2.0 CPU-ms an attempt: one core allows 500/s.
+    # The line is context (met is None): the check of record stays the emulator's run.
+    standin = {
+        "backlog": 10,
+        "placed": 10,
+        "rate_per_s": 450.0,
+        "worker_cpu_ms": 2.0,
+        "standin_cpu_ms": 0.5,
+        "postgres_cpu_ms": 0.5,
+    }
+    rows = evaluate({"machine": {"cpus": 2}, "dispatch_standin": {"postgres": standin}})
+    assert [row["met"] for row in rows] == [None]
+    measured = rows[0]["measured"]
+    assert rows[0]["target"] == "(context) dispatch, one worker, provider stand-in [postgres]"
+    assert measured.startswith("450/s (10/10 placed)")
+    assert "the worker at 2.00 CPU-ms an attempt: at most 500/s on one core" in measured
+    assert "cores allow at most 667/s at 3.00 CPU-ms" in measured  # 2 cores, every process
