@@ -234,12 +234,15 @@ def main(argv: list[str] | None = None) -> int:
                             (f"dispatch [{kind}, {n}]", lambda k=kind, n=n: bench.dispatch(k, n))
                         )
                 elif phase == "standin":
-                    plan.append(
-                        (
-                            f"dispatch, stand-in provider [{kind}]",
-                            lambda k=kind: bench.dispatch_standin(k),
+                    # One worker, and on PostgreSQL two: does the worker scale when the
+                    # provider is not the busiest process?
+                    for n in (1, 2) if kind == "postgres" else (1,):
+                        plan.append(
+                            (
+                                f"dispatch, stand-in provider [{kind}, {n}]",
+                                lambda k=kind, n=n: bench.dispatch_standin(k, n),
+                            )
                         )
-                    )
                 elif phase == "webhooks":
                     plan.append((f"webhooks [{kind}]", lambda k=kind: bench.webhooks(k)))
                 elif phase == "scale":

@@ -560,28 +560,29 @@ class Bench:
             self.stack.stop(*procs)
             engine.dispose()
 
-    def dispatch_standin(self, kind: str, backlog: int | None = None) -> dict[str, Any]:
-        """One worker against the provider stand-in (standin.py): the worker's own rate.
+    def dispatch_standin(self, kind: str, workers: int = 1) -> dict[str, Any]:
+        """Workers against the provider stand-in (standin.py): the workers' own rate.
 
-        Context for the dispatch target, not the check of record: the emulator's run above is
-        that. Here the creates cost the stand-in little and bring back no callbacks, so the
-        rate is what the worker's own CPU and waits allow. It is counted from the attempts'
-        placed_at in the database, since the stand-in keeps nothing.
+        Context for the dispatch targets, not the checks of record: the emulator's runs above
+        are those. Here the creates cost the stand-in little and bring back no callbacks, so
+        the rate is what the workers' own CPU and waits allow. It is counted from the
+        attempts' placed_at in the database, since the stand-in keeps nothing.
         """
-        cfg = self.config
-        backlog = backlog or cfg.dispatch_backlog
-        db = self.dbs.fresh(kind, "standin")
+        backlog = self.config.dispatch_backlog
+        db = self.dbs.fresh(kind, f"standin{workers}")
         engine = db.engine()
         source_id, _ = data.make_source(engine)
         standin = self.stack.standin()
         env = self.env(db, self.noop.url, twilio_api_base_url=standin.url)
-        worker = self.stack.worker(f"worker-standin-{kind}", env)
+        procs = [
+            self.stack.worker(f"worker-standin-{kind}-{workers}-{i}", env) for i in range(workers)
+        ]
         try:
             cases = data.insert_cases(engine, source_id, backlog, first_phone=400_000, last_digit=6)
             data.insert_attempts(engine, cases, due_at=datetime.now(UTC) - timedelta(seconds=1))
-            meter = Meter(kind, worker=worker, standin=standin)
+            meter = Meter(kind, standin=standin, **{f"worker{i}": p for i, p in enumerate(procs)})
             self.wake(db)
-            spy = self.profiled(worker, f"standin-worker-{kind}", 4)
+            spy = self.profiled(procs[0], f"standin-worker-{kind}-{workers}", 4)
             placed = _wait_placed(engine, backlog, 30 + backlog / 50)
             cpu = meter.per(backlog)
             _wait(spy)
@@ -590,18 +591,22 @@ class Bench:
                     text("SELECT placed_at FROM attempts WHERE state = 'placed' ORDER BY placed_at")
                 ).all()
             times = [_epoch(row[0]) for row in rows]
-            result = {
+            result: dict[str, Any] = {
+                "workers": workers,
                 "backlog": backlog,
                 "placed": placed,
                 "rate_per_s": round(_rate(times), 1),
                 "steady_rate_per_s": round(_rate(times, 0.1, 0.9), 1),
-                **cpu,
+                "worker_cpu_ms": round(sum(v for k, v in cpu.items() if k.startswith("worker")), 3),
+                **{k: v for k, v in cpu.items() if not k.startswith("worker")},
             }
-            self.log(f"  dispatch against the stand-in [{kind}, 1 worker]: {result}")
-            self.results.setdefault("dispatch_standin", {})[kind] = result
+            self.log(f"  dispatch against the stand-in [{kind}, {workers} worker(s)]: {result}")
+            self.results.setdefault("dispatch_standin", {}).setdefault(kind, {})[str(workers)] = (
+                result
+            )
             return result
         finally:
-            self.stack.stop(worker, standin)
+            self.stack.stop(*procs, standin)
             engine.dispose()
 
     # --- webhooks ---------------------------------------------------------------------------

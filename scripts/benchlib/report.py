@@ -135,7 +135,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 one["per_worker_per_s"] >= 500,
                 machine_bound(one, cpus) + emulator_bound(one),
             )
-        standin = _get(results, "dispatch_standin", kind)
+        standin = _get(results, "dispatch_standin", kind, "1")
         if standin:
             # Context, not a target: the same worker against a provider that costs next to
             # nothing (standin.py), so what is left is the worker's own rate and cost.
@@ -158,6 +158,18 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             # 1.5x at the cost one worker's attempts had (all processes, the emulator included)
             machine_bound(one, cpus, 1.5 * one["rate_per_s"]).replace("needs", "1.5x needs")
             + emulator_bound(two),
+        )
+    standin_one = _get(results, "dispatch_standin", "postgres", "1")
+    standin_two = _get(results, "dispatch_standin", "postgres", "2")
+    if standin_one and standin_two:
+        # Context: the scaling with a provider that is not the busiest process on the cores.
+        rate_one = standin_one["rate_per_s"]
+        ratio = standin_two["rate_per_s"] / rate_one if rate_one else 0.0
+        add(
+            "(context) 2 workers [postgres], provider stand-in",
+            f"{standin_two['rate_per_s']:.0f}/s vs {rate_one:.0f}/s = {ratio:.2f}x",
+            None,
+            machine_bound(standin_two, cpus),
         )
     if four:
         add(

@@ -59,7 +59,7 @@ def test_the_bench_runs_and_reports_every_measurement(tmp_path: Path) -> None:
     dispatch = results["dispatch"]["sqlite"]["1"]
     assert dispatch["placed"] == dispatch["backlog"] and dispatch["placed_twice"] == 0
     # The same backlog against the provider stand-in, counted from the database.
-    standin = results["dispatch_standin"]["sqlite"]
+    standin = results["dispatch_standin"]["sqlite"]["1"]
     assert standin["placed"] == standin["backlog"] and standin["rate_per_s"] > 0
     assert standin["worker_cpu_ms"] > 0 and standin["standin_cpu_ms"] > 0
     hooks = results["webhooks"]["sqlite"]

@@ -121,10 +121,15 @@ def test_the_stand_in_line_gives_the_worker_its_own_bound_beside_the_target() ->
         "standin_cpu_ms": 0.5,
         "postgres_cpu_ms": 0.5,
     }
-    rows = evaluate({"machine": {"cpus": 2}, "dispatch_standin": {"postgres": standin}})
-    assert [row["met"] for row in rows] == [None]
+    two = {**standin, "workers": 2, "rate_per_s": 630.0, "worker_cpu_ms": 1.5}
+    results = {"machine": {"cpus": 2}, "dispatch_standin": {"postgres": {"1": standin, "2": two}}}
+    rows = evaluate(results)
+    assert [row["met"] for row in rows] == [None, None]
     measured = rows[0]["measured"]
     assert rows[0]["target"] == "(context) dispatch, one worker, provider stand-in [postgres]"
     assert measured.startswith("450/s (10/10 placed)")
     assert "the worker at 2.00 CPU-ms an attempt: at most 500/s on one core" in measured
     assert "cores allow at most 667/s at 3.00 CPU-ms" in measured  # 2 cores, every process
+    # Two workers against the stand-in: how they scale when the provider is not the limit.
+    assert rows[1]["target"] == "(context) 2 workers [postgres], provider stand-in"
+    assert rows[1]["measured"].startswith("630/s vs 450/s = 1.40x; cores allow at most 800/s")
