@@ -89,7 +89,9 @@ def machine() -> dict[str, Any]:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny counts, SQLite only (< 60 s)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny counts, SQLite only (about a minute)"
+    )
     parser.add_argument(
         "--only", default="", help=f"comma-separated subset of: {', '.join(PHASES)}"
     )

@@ -778,6 +778,9 @@ class Bench:
             # How close the calls came to one too many in a second: the shortest span of
             # limit + 1 calls in a row, less one second (below zero is one too many).
             "headroom_ms": _headroom_ms(times, int(rate)),
+            # Where that tightest run lay and its gaps (ms): one gap short after a long one is
+            # a late arrival; a run of short gaps, calls held up and let through together.
+            **_tightest(times, int(rate)),
             "used_share": round(len(window) / (rate * seconds), 3),
         }
         self.log(f"  pacing [{kind}, {cfg.pacing_workers} workers]: {result}")
@@ -911,6 +914,21 @@ def _headroom_ms(times: Sequence[float], limit: int) -> float | None:
     ordered = sorted(times)
     spans = [ordered[i + limit] - ordered[i] for i in range(len(ordered) - limit)]
     return round((min(spans) - 1.0) * 1000, 1) if spans else None
+
+
+def _tightest(times: Sequence[float], limit: int) -> dict[str, Any]:
+    """The tightest run of ``limit + 1`` calls in a row: its start (seconds after the first
+    call) and the gaps between its calls and one call either side, in ms."""
+    ordered = sorted(times)
+    if len(ordered) <= limit:
+        return {}
+    first = min(range(len(ordered) - limit), key=lambda i: ordered[i + limit] - ordered[i])
+    low, high = max(first - 1, 0), min(first + limit + 1, len(ordered) - 1)
+    gaps = [
+        round((b - a) * 1000, 1)
+        for a, b in zip(ordered[low:high], ordered[low + 1 : high + 1], strict=True)
+    ]
+    return {"tightest_at_s": round(ordered[first] - ordered[0], 3), "tightest_gaps_ms": gaps}
 
 
 def _memory(proc: Proc) -> dict[str, float]:
