@@ -506,8 +506,7 @@ class Bench:
             self.stack.worker(f"worker-dispatch-{kind}-{workers}-{i}", env) for i in range(workers)
         ]
         try:
-            cases = data.insert_cases(engine, source_id, backlog, first_phone=400_000, last_digit=6)
-            data.insert_attempts(engine, cases, due_at=datetime.now(UTC) - timedelta(seconds=1))
+            _due_backlog(engine, source_id, backlog, first_phone=400_000)
             meter = Meter(
                 kind,
                 emulator=self.emulator,
@@ -545,9 +544,7 @@ class Bench:
                 "steady_rate_per_s": round(_rate(times, 0.1, 0.9), 1),
             }
             result["per_worker_per_s"] = round(result["rate_per_s"] / workers, 1)
-            result["worker_cpu_ms"] = round(
-                sum(v for k, v in cpu.items() if k.startswith("worker")), 3
-            )
+            result["worker_cpu_ms"] = _workers_cpu_ms(cpu)
             result["emulator_cpu_ms"] = cpu["emulator_cpu_ms"]
             result["sink_cpu_ms"] = cpu["sink_cpu_ms"]
             for other in ("postgres_cpu_ms", "bench_cpu_ms"):
@@ -578,8 +575,7 @@ class Bench:
             self.stack.worker(f"worker-standin-{kind}-{workers}-{i}", env) for i in range(workers)
         ]
         try:
-            cases = data.insert_cases(engine, source_id, backlog, first_phone=400_000, last_digit=6)
-            data.insert_attempts(engine, cases, due_at=datetime.now(UTC) - timedelta(seconds=1))
+            _due_backlog(engine, source_id, backlog, first_phone=400_000)
             meter = Meter(kind, standin=standin, **{f"worker{i}": p for i, p in enumerate(procs)})
             self.wake(db)
             spy = self.profiled(procs[0], f"standin-worker-{kind}-{workers}", 4)
@@ -597,7 +593,7 @@ class Bench:
                 "placed": placed,
                 "rate_per_s": round(_rate(times), 1),
                 "steady_rate_per_s": round(_rate(times, 0.1, 0.9), 1),
-                "worker_cpu_ms": round(sum(v for k, v in cpu.items() if k.startswith("worker")), 3),
+                "worker_cpu_ms": _workers_cpu_ms(cpu),
                 **{k: v for k, v in cpu.items() if not k.startswith("worker")},
             }
             self.log(f"  dispatch against the stand-in [{kind}, {workers} worker(s)]: {result}")
@@ -758,8 +754,7 @@ class Bench:
         ]
         try:
             backlog = int(rate * (seconds + cfg.pacing_extra_seconds))
-            cases = data.insert_cases(engine, source_id, backlog, first_phone=700_000, last_digit=6)
-            data.insert_attempts(engine, cases, due_at=datetime.now(UTC) - timedelta(seconds=1))
+            _due_backlog(engine, source_id, backlog, first_phone=700_000)
             self.wake(db)
             self.wait_calls(1, 15)
             time.sleep(seconds + 0.5)
@@ -909,26 +904,47 @@ def _max_in_window(times: Sequence[float], width: float) -> int:
     return best
 
 
+def _tightest_start(ordered: Sequence[float], limit: int) -> int | None:
+    """Where the shortest run of ``limit + 1`` events in a row starts, in time order."""
+    if len(ordered) <= limit:
+        return None
+    return min(range(len(ordered) - limit), key=lambda i: ordered[i + limit] - ordered[i])
+
+
 def _headroom_ms(times: Sequence[float], limit: int) -> float | None:
     """The shortest span of ``limit + 1`` events in a row, less one second, in ms."""
     ordered = sorted(times)
-    spans = [ordered[i + limit] - ordered[i] for i in range(len(ordered) - limit)]
-    return round((min(spans) - 1.0) * 1000, 1) if spans else None
+    first = _tightest_start(ordered, limit)
+    if first is None:
+        return None
+    return round((ordered[first + limit] - ordered[first] - 1.0) * 1000, 1)
 
 
 def _tightest(times: Sequence[float], limit: int) -> dict[str, Any]:
     """The tightest run of ``limit + 1`` calls in a row: its start (seconds after the first
     call) and the gaps between its calls and one call either side, in ms."""
     ordered = sorted(times)
-    if len(ordered) <= limit:
+    first = _tightest_start(ordered, limit)
+    if first is None:
         return {}
-    first = min(range(len(ordered) - limit), key=lambda i: ordered[i + limit] - ordered[i])
     low, high = max(first - 1, 0), min(first + limit + 1, len(ordered) - 1)
     gaps = [
         round((b - a) * 1000, 1)
         for a, b in zip(ordered[low:high], ordered[low + 1 : high + 1], strict=True)
     ]
     return {"tightest_at_s": round(ordered[first] - ordered[0], 3), "tightest_gaps_ms": gaps}
+
+
+def _due_backlog(engine: Engine, source_id: int, count: int, first_phone: int) -> None:
+    """``count`` cases, each with a call attempt due already, to numbers that are busy (the
+    call ends at once)."""
+    cases = data.insert_cases(engine, source_id, count, first_phone=first_phone, last_digit=6)
+    data.insert_attempts(engine, cases, due_at=datetime.now(UTC) - timedelta(seconds=1))
+
+
+def _workers_cpu_ms(cpu: dict[str, float]) -> float:
+    """The workers' CPU-ms together (Meter names them worker0, worker1, ...)."""
+    return round(sum(v for k, v in cpu.items() if k.startswith("worker")), 3)
 
 
 def _memory(proc: Proc) -> dict[str, float]:
