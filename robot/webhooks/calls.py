@@ -21,7 +21,6 @@ from robot.timeline import record
 from robot.webhooks.outcomes import apply_call_status
 from robot.webhooks.security import twilio_signed
 from robot.webhooks.status import PROVIDER, apply_status
-from robot.webhooks.turns import one_at_a_time_on_sqlite
 
 log = logging.getLogger(__name__)
 bp = Blueprint("twilio_calls", __name__)
@@ -274,7 +273,6 @@ def call_dial(code: str) -> Response:
 
 
 @bp.post("/twilio/call/<code>/status")
-@one_at_a_time_on_sqlite
 @twilio_signed
 def call_status(code: str) -> Response:
     apply_status(code, request.form, apply_call_status, "call.status")

@@ -24,7 +24,6 @@ from robot.webhooks.calls import (
 from robot.webhooks.outcomes import apply_sms_status
 from robot.webhooks.security import twilio_signed
 from robot.webhooks.status import PROVIDER, Applied, AttemptRow, FollowUp, apply_status
-from robot.webhooks.turns import one_at_a_time_on_sqlite
 
 bp = Blueprint("twilio_messages", __name__)
 
@@ -38,7 +37,6 @@ PERMANENT_SMS_CODES = {"30005", "30006", "21610", "21614", "30004"}
 
 
 @bp.post("/twilio/sms/<code>/status")
-@one_at_a_time_on_sqlite
 @twilio_signed
 def sms_status(code: str) -> Response:
     apply_status(code, request.form, apply_sms_status, "sms.status", _BLOCK_IF_PERMANENT)

@@ -13,6 +13,9 @@ writes everything in one statement (UPDATE … RETURNING, the events' INSERT, th
 and the wake-up NOTIFY as CTEs of one query, atomic on its own) whose UPDATE only matches if
 the row is still exactly what the rules were applied to. If another writer changed the row in
 between, nothing is written and the callback is applied again under a row lock, as before.
+
+On SQLite every callback writes under the one write lock of all processes, so the callbacks that
+arrive while one is being written share the next transaction (:mod:`robot.webhooks.group`).
 """
 
 from __future__ import annotations
@@ -35,11 +38,12 @@ from sqlalchemy import (
     update,
 )
 
-from robot.app import services
+from robot.app import Services, services
 from robot.db import is_postgres
 from robot.models import Attempt, Base, Case, Event, utcnow
 from robot.timeline import EVENT_COLUMNS, event_row
 from robot.wakeup import notify_call
+from robot.webhooks.group import StatusGroup
 
 #: The actor of every event a provider callback leaves.
 PROVIDER = "provider"
@@ -202,10 +206,36 @@ def apply_status(
     if wake is None:
         # SQLite; or another writer changed the attempt between the read and the write:
         # apply the callback again, this time to the row locked in a transaction.
-        with svc.engine.begin() as conn:
-            wake = _apply(conn, code, params, rule, kind, on_finished, locked=True)
+        write = functools.partial(
+            _apply_locked, code=code, params=params, rule=rule, kind=kind, on_finished=on_finished
+        )
+        if is_postgres(svc.engine):
+            with svc.engine.begin() as conn:
+                wake = write(conn)
+        else:
+            wake = status_group(svc).apply(write)  # SQLite: shares a transaction if it can
     if wake:
         svc.waker.after_commit()  # SQLite: a datagram (PostgreSQL notified in the write)
+
+
+def status_group(svc: Services) -> StatusGroup:
+    """The app's group writer (the tests run several apps in one process; setdefault is atomic)."""
+    group: StatusGroup = svc.extras.setdefault("status_group", StatusGroup(svc.engine))
+    return group
+
+
+def _apply_locked(
+    conn: Connection,
+    *,
+    code: str,
+    params: Mapping[str, str],
+    rule: Rule,
+    kind: str,
+    on_finished: FollowUp | None,
+) -> bool:
+    wake = _apply(conn, code, params, rule, kind, on_finished, locked=True)
+    assert wake is not None  # only an unlocked write can find the row moved
+    return wake
 
 
 def _apply(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -14,12 +15,11 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 
-import robot.webhooks.calls as calls_module
 from robot.app import create_app
 from robot.config import Settings
-from robot.db import is_postgres
+from robot.db import is_postgres, read_session
 from robot.models import Attempt, AttemptState, Case, Event, utcnow
-from robot.webhooks.turns import status_callback_turn
+from robot.webhooks.status import status_group
 
 PUBLIC = "https://robot.example.org"
 TOKEN = "current-token"
@@ -440,39 +440,78 @@ def test_only_a_finishing_text_that_blocks_sms_takes_the_locked_path(
     assert any("FOR UPDATE" in statement for statement in seen) == locked
 
 
-def test_on_sqlite_a_process_handles_one_status_callback_at_a_time(
+def test_on_sqlite_callbacks_that_arrive_during_a_write_share_the_next_transaction(
     app: Flask,
     engine: Any,
     attempt: Attempt,
     sessions: sessionmaker[Session],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # SQLite has one writer: a callback checked beside another's write only slows the writer.
-    # PostgreSQL takes concurrent writers, and its callbacks do not wait.
+    # SQLite has one writer: a callback that arrives while another is being written queues,
+    # is answered only after its own commit, and shares the next transaction with the others
+    # queued beside it. PostgreSQL takes concurrent writers: its callbacks never queue.
     postgres = is_postgres(engine)
-    applying = threading.Event()
-    real_apply = calls_module.apply_status
+    group = status_group(app.extensions["robot"])
+    sms = _sms_attempt(sessions, attempt.case_id, "+8613800138000")
+    writing, release, counting = threading.Event(), threading.Event(), threading.Event()
+    begins: list[object] = []
 
-    def apply(*args: Any, **kwargs: Any) -> None:
-        applying.set()
-        real_apply(*args, **kwargs)
+    def count_begin(conn: object) -> None:
+        if counting.is_set():
+            begins.append(conn)
 
-    monkeypatch.setattr(calls_module, "apply_status", apply)
+    event.listen(engine, "begin", count_begin)
+
+    def slow_write(_conn: Any) -> bool:
+        writing.set()
+        assert release.wait(30)
+        return False
+
+    leader = threading.Thread(target=group.apply, args=(slow_write,))
+    leader.start()
+    assert writing.wait(10)
     answers: list[int] = []
-    path = f"/twilio/call/{attempt.code}/status"
     client = app.test_client()
-    thread = threading.Thread(
-        target=lambda: answers.append(
-            signed_post(client, path, status_params("completed", 1, CallDuration="5")).status_code
+    posts = [
+        (f"/twilio/call/{attempt.code}/status", status_params("completed", 1, CallDuration="5")),
+        (
+            f"/twilio/sms/{sms.code}/status",
+            {"MessageSid": sms.provider_sid or "", "MessageStatus": "delivered"},
+        ),
+    ]
+    threads = [
+        threading.Thread(
+            target=lambda path=path, params=params: answers.append(
+                signed_post(client, path, params).status_code
+            )
         )
-    )
-    with status_callback_turn(app.extensions["robot"]):  # another callback is being handled
-        thread.start()
-        assert applying.wait(30 if postgres else 2) is postgres
+        for path, params in posts
+    ]
+    try:
+        for thread in threads:
+            thread.start()
         if postgres:
+            for thread in threads:
+                thread.join(30)
+        else:
+            deadline = time.monotonic() + 10
+            while group.queued < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert group.queued == 2
+            assert answers == []  # nothing answered before its commit
+            with read_session(sessions) as session:  # no write lock: the leader holds it
+                placed = session.get(Attempt, attempt.id)
+                assert placed is not None
+                assert placed.state == AttemptState.PLACED.value
+            counting.set()
+        release.set()
+        leader.join(30)
+        for thread in threads:
             thread.join(30)
-        assert answers == ([200] if postgres else [])
-        assert (load(sessions, attempt.id).state == AttemptState.FINISHED.value) is postgres
-    thread.join(30)
-    assert answers == [200]
+    finally:
+        release.set()
+        event.remove(engine, "begin", count_begin)
+    assert answers == [200, 200]
     assert load(sessions, attempt.id).state == AttemptState.FINISHED.value
+    assert load(sessions, sms.id).outcome == "delivered"
+    if not postgres:
+        assert len(begins) == 1  # the two callbacks in one transaction

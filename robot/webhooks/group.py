@@ -1,0 +1,102 @@
+"""SQLite: status callbacks that arrive while one is being written share the next transaction.
+
+SQLite has one write lock for every process, and a status callback always writes. Taking the
+lock (BEGIN IMMEDIATE, polled), committing and handing it over cost more than the callback's
+own read and writes. So each web process has one :class:`StatusGroup`: a callback checks its
+signature and parses its form on its own thread, queues its write and waits for the process's
+write turn. The first to get it (the leader) applies everything queued, in arrival order, in
+one transaction, and hands each callback its own result. No extra thread and no timer: a
+callback alone is written at once, and a group only forms while another write is under way.
+
+Each callback reads its attempt's row inside the shared transaction, so a later callback of the
+same attempt sees what an earlier one of the group wrote, exactly as if they had been written
+one after another. Nothing is answered before it is committed. If the group's transaction fails
+for any reason, each of its callbacks is written again in a transaction of its own, so one
+callback's trouble never becomes another's.
+
+PostgreSQL takes concurrent writers and writes a callback in one autocommitted statement: it
+does not use this.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from sqlalchemy import Connection, Engine
+
+#: One callback's write: applied on the group's connection, it says whether to wake the worker.
+Write = Callable[[Connection], bool]
+
+
+class _Pending:
+    """One callback's write, waiting for its turn; then its result or its error."""
+
+    __slots__ = ("done", "error", "wake", "write")
+
+    def __init__(self, write: Write) -> None:
+        self.write = write
+        self.wake: bool | None = None
+        self.error: Exception | None = None
+        self.done = False
+
+
+class StatusGroup:
+    """Write the status callbacks of one process's threads, a group per transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
+        # Held by the leader for the whole write; the others wait on it, and find their
+        # callback done (or become the next leader) when they get it.
+        self._write_lock = threading.Lock()
+
+    @property
+    def queued(self) -> int:
+        """Writes waiting for the next transaction (diagnostics and tests)."""
+        return len(self._queue)
+
+    def apply(self, write: Write) -> bool:
+        """Run ``write`` in a transaction, perhaps shared; return once it is committed."""
+        pending = _Pending(write)
+        with self._queue_lock:
+            self._queue.append(pending)
+        with self._write_lock:
+            if not pending.done:
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._write_group(group)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.wake is not None  # set with done, unless there was an error
+        return pending.wake
+
+    def _write_group(self, group: list[_Pending]) -> None:
+        try:
+            if len(group) > 1:
+                try:
+                    self._transaction(group)
+                    return
+                except Exception:
+                    pass  # one callback's fault or a lost race: each one on its own, below
+            for pending in group:
+                try:
+                    self._transaction([pending])
+                except Exception as exc:  # raised in the callback's own thread
+                    pending.error = exc
+        finally:
+            for pending in group:
+                if not pending.done and pending.error is None and pending.wake is None:
+                    # The leader was interrupted (a BaseException): say so, not "not ours".
+                    pending.error = RuntimeError("the status writer was interrupted")
+                pending.done = True
+
+    def _transaction(self, group: list[_Pending]) -> None:
+        """Every write of ``group`` in one transaction; results are set only after COMMIT."""
+        results: list[bool] = []
+        with self._engine.begin() as conn:
+            for pending in group:
+                results.append(pending.write(conn))
+        for pending, wake in zip(group, results, strict=True):
+            pending.wake = wake
