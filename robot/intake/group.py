@@ -4,7 +4,8 @@ A single-warning request cost five or six times a no-op request, and most of it 
 transaction, not per warning: BEGIN and COMMIT, the look-ups of stored ids and open cases, the
 fixed cost of each INSERT, and on SQLite the wait for the write lock. The batch path stores a
 warning for a fraction of that. So each web process has one :class:`GroupWriter`. A request puts
-its checked warnings in the queue and waits for the process's write lock. The first to get it
+its checked warnings in the queue and waits for the process's write turn
+(:mod:`robot.groupcommit`). The first to get it
 (the leader) takes everything queued, stores it through :func:`accept_warnings` in one
 transaction, and hands each request its own results. No extra thread and no timer: a request
 alone is written at once, as before, and a group only forms while another write is under way.
@@ -46,6 +47,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from robot.db import is_postgres
+from robot.groupcommit import GroupQueue
 from robot.intake.lone import fits, store_lone
 from robot.intake.service import Accepted, Status, accept_each, accept_warnings
 from robot.intake.validation import WarningInput
@@ -82,13 +84,19 @@ class GroupWriter:
         self._engine = engine
         self._postgres = is_postgres(engine)
         self._waker = waker
-        self._queue: list[_Pending] = []
-        self._queue_lock = threading.Lock()
-        # Held by the leader for the whole write; the others queue on it, and find their
-        # request done (or become the next leader) when they get it.
-        self._write_lock = threading.Lock()
+        self._group: GroupQueue[_Pending] = GroupQueue()
         # SQLite: held by a big batch from its checks to its commit (see the module's docstring).
         self._batch_lock = threading.Lock()
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the next group (diagnostics and tests)."""
+        return self._group.queued
+
+    @property
+    def turn(self) -> threading.Lock:
+        """The process's write turn (see :class:`robot.groupcommit.GroupQueue`)."""
+        return self._group.turn
 
     def batch_turn(self, warnings: int) -> AbstractContextManager[Any]:
         """Hold this around checking and storing a request of ``warnings`` warnings.
@@ -112,13 +120,7 @@ class GroupWriter:
         if len(warnings) > GROUP_MAX_WARNINGS:
             self._write_alone(pending, utcnow())
         else:
-            with self._queue_lock:
-                self._queue.append(pending)
-            with self._write_lock:
-                if not pending.done:
-                    with self._queue_lock:
-                        group, self._queue = self._queue, []
-                    self._write_group(group)
+            self._group.run(pending, self._write_group)
         if pending.error is not None:
             raise pending.error
         return pending.results

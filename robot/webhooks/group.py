@@ -3,10 +3,9 @@
 SQLite has one write lock for every process, and a status callback always writes. Taking the
 lock (BEGIN IMMEDIATE, polled), committing and handing it over cost more than the callback's
 own read and writes. So each web process has one :class:`StatusGroup`: a callback checks its
-signature and parses its form on its own thread, queues its write and waits for the process's
-write turn. The first to get it (the leader) applies everything queued, in arrival order, in
-one transaction, and hands each callback its own result. No extra thread and no timer: a
-callback alone is written at once, and a group only forms while another write is under way.
+signature and parses its form on its own thread, then queues its write for the process's next
+group (:mod:`robot.groupcommit`). The leader applies the group's writes, in arrival order, in
+one transaction, and hands each callback its own result.
 
 Each callback reads its attempt's row inside the shared transaction, so a later callback of the
 same attempt sees what an earlier one of the group wrote, exactly as if they had been written
@@ -20,10 +19,11 @@ does not use this.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from sqlalchemy import Connection, Engine
+
+from robot.groupcommit import GroupQueue
 
 #: One callback's write: applied on the group's connection, it says whether to wake the worker.
 Write = Callable[[Connection], bool]
@@ -46,27 +46,17 @@ class StatusGroup:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._queue: list[_Pending] = []
-        self._queue_lock = threading.Lock()
-        # Held by the leader for the whole write; the others wait on it, and find their
-        # callback done (or become the next leader) when they get it.
-        self._write_lock = threading.Lock()
+        self._group: GroupQueue[_Pending] = GroupQueue()
 
     @property
     def queued(self) -> int:
         """Writes waiting for the next transaction (diagnostics and tests)."""
-        return len(self._queue)
+        return self._group.queued
 
     def apply(self, write: Write) -> bool:
         """Run ``write`` in a transaction, perhaps shared; return once it is committed."""
         pending = _Pending(write)
-        with self._queue_lock:
-            self._queue.append(pending)
-        with self._write_lock:
-            if not pending.done:
-                with self._queue_lock:
-                    group, self._queue = self._queue, []
-                self._write_group(group)
+        self._group.run(pending, self._write_group)
         if pending.error is not None:
             raise pending.error
         assert pending.wake is not None  # set with done, unless there was an error

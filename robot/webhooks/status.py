@@ -206,9 +206,12 @@ def apply_status(
     if wake is None:
         # SQLite; or another writer changed the attempt between the read and the write:
         # apply the callback again, this time to the row locked in a transaction.
-        write = functools.partial(
-            _apply_locked, code=code, params=params, rule=rule, kind=kind, on_finished=on_finished
-        )
+
+        def write(conn: Connection) -> bool:
+            locked = _apply(conn, code, params, rule, kind, on_finished, locked=True)
+            assert locked is not None  # only an unlocked write can find the row moved
+            return locked
+
         if is_postgres(svc.engine):
             with svc.engine.begin() as conn:
                 wake = write(conn)
@@ -220,22 +223,11 @@ def apply_status(
 
 def status_group(svc: Services) -> StatusGroup:
     """The app's group writer (the tests run several apps in one process; setdefault is atomic)."""
-    group: StatusGroup = svc.extras.setdefault("status_group", StatusGroup(svc.engine))
+    group = svc.extras.get("status_group")
+    if group is None:
+        group = svc.extras.setdefault("status_group", StatusGroup(svc.engine))
+    assert isinstance(group, StatusGroup)
     return group
-
-
-def _apply_locked(
-    conn: Connection,
-    *,
-    code: str,
-    params: Mapping[str, str],
-    rule: Rule,
-    kind: str,
-    on_finished: FollowUp | None,
-) -> bool:
-    wake = _apply(conn, code, params, rule, kind, on_finished, locked=True)
-    assert wake is not None  # only an unlocked write can find the row moved
-    return wake
 
 
 def _apply(

@@ -76,7 +76,7 @@ class Queued:
         self.queued: list[bool] = []
 
     def __enter__(self) -> Queued:
-        self.writer._write_lock.acquire()
+        self.writer.turn.acquire()
         return self
 
     def send(self, auth: dict[str, str], body: Any) -> None:
@@ -96,13 +96,13 @@ class Queued:
         thread.start()
         self.threads.append(thread)
         deadline = time.monotonic() + 10
-        while len(self.writer._queue) <= waiting and not answered.is_set():
+        while self.writer.queued <= waiting and not answered.is_set():
             assert time.monotonic() < deadline, "the request was neither queued nor answered"
             time.sleep(0.001)
-        self.queued.append(len(self.writer._queue) > waiting)
+        self.queued.append(self.writer.queued > waiting)
 
     def __exit__(self, *exc: object) -> None:
-        self.writer._write_lock.release()
+        self.writer.turn.release()
         for thread in self.threads:
             thread.join(30)
             assert not thread.is_alive()
@@ -268,7 +268,7 @@ def test_a_large_batch_does_not_wait_for_the_group(
 ) -> None:
     body = _batch("w", "+86138001", GROUP_MAX_WARNINGS + 1)
     writer = _writer(app)
-    with writer._write_lock:  # a small request's write in progress
+    with writer.turn:  # a small request's write in progress
         thread, answer = _post_in_thread(app, auth, body)
         thread.join(30)
         assert answer == [202]
