@@ -19,11 +19,15 @@ does not use this.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable
 
 from sqlalchemy import Connection, Engine
 
 from robot.groupcommit import GroupQueue
+
+log = logging.getLogger(__name__)
 
 #: One callback's write: applied on the group's connection, it says whether to wake the worker.
 Write = Callable[[Connection], bool]
@@ -59,7 +63,8 @@ class StatusGroup:
         self._group.run(pending, self._write_group)
         if pending.error is not None:
             raise pending.error
-        assert pending.wake is not None  # set with done, unless there was an error
+        if pending.wake is None:  # not an assert: answering "written" here would lose it
+            raise RuntimeError("a status callback was left unwritten")
         return pending.wake
 
     def _write_group(self, group: list[_Pending]) -> None:
@@ -68,16 +73,29 @@ class StatusGroup:
                 try:
                     self._transaction(group)
                     return
+                except _NoTransaction as exc:
+                    # The write lock could not be had (busy past its timeout): one at a time
+                    # would wait as long again each, so every callback gets the error now.
+                    for pending in group:
+                        pending.error = exc.reason
+                    return
                 except Exception:
-                    pass  # one callback's fault or a lost race: each one on its own, below
+                    # One callback's fault, or a lost race: each one on its own, below.
+                    log.warning(
+                        "a group of %d status callbacks failed; writing each on its own",
+                        len(group),
+                        exc_info=True,
+                    )
             for pending in group:
                 try:
                     self._transaction([pending])
+                except _NoTransaction as exc:
+                    pending.error = exc.reason
                 except Exception as exc:  # raised in the callback's own thread
                     pending.error = exc
         finally:
             for pending in group:
-                if not pending.done and pending.error is None and pending.wake is None:
+                if pending.error is None and pending.wake is None:
                     # The leader was interrupted (a BaseException): say so, not "not ours".
                     pending.error = RuntimeError("the status writer was interrupted")
                 pending.done = True
@@ -85,8 +103,20 @@ class StatusGroup:
     def _transaction(self, group: list[_Pending]) -> None:
         """Every write of ``group`` in one transaction; results are set only after COMMIT."""
         results: list[bool] = []
-        with self._engine.begin() as conn:
+        with contextlib.ExitStack() as stack:
+            try:
+                conn = stack.enter_context(self._engine.begin())
+            except Exception as exc:
+                raise _NoTransaction(exc) from exc
             for pending in group:
                 results.append(pending.write(conn))
         for pending, wake in zip(group, results, strict=True):
             pending.wake = wake
+
+
+class _NoTransaction(Exception):
+    """The transaction could not begin (SQLite's write lock stayed busy, say)."""
+
+    def __init__(self, reason: Exception) -> None:
+        super().__init__(str(reason))
+        self.reason = reason

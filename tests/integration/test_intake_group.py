@@ -353,3 +353,53 @@ def test_a_lone_statement_chosen_as_a_deadlock_victim_is_written_the_general_way
     assert (response.status_code, response.get_json()["status"]) == (202, "created")
     assert count(sessions, IncomingWarning) == 1
     assert count(sessions, Case) == 1
+
+
+class _Interrupt(BaseException):
+    """Stands for KeyboardInterrupt or SystemExit reaching the leader mid-write."""
+
+
+def test_an_interrupted_group_answers_no_request_as_stored(
+    app: Flask,
+    auth: dict[str, str],
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def interrupted(*args: Any) -> Any:
+        raise _Interrupt
+
+    monkeypatch.setattr(group_module, "accept_warnings", interrupted)
+    writer = _writer(app)
+    outcomes: dict[int, int | BaseException] = {}
+
+    def send(i: int) -> None:
+        body = warning(external_id=f"i-{i}", phone=f"+861380013800{i}", contacts=[CONTACT])
+        try:
+            outcomes[i] = app.test_client().post("/api/v1/warnings", json=body, headers=auth)
+            outcomes[i] = outcomes[i].status_code  # type: ignore[union-attr]
+        except BaseException as exc:  # the test app lets server errors through
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(3)]
+    with writer.turn:  # a write in progress: the three queue for one group
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while writer.queued < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert writer.queued == 3
+    for thread in threads:
+        thread.join(30)
+    # The leader's thread carries the interrupt; the two others fail, never answered 2xx.
+    assert sum(isinstance(o, _Interrupt) for o in outcomes.values()) == 1
+    others = [o for o in outcomes.values() if not isinstance(o, _Interrupt)]
+    assert len(others) == 2
+    assert all(
+        (isinstance(o, RuntimeError) and "interrupted" in str(o)) or o == 500 for o in others
+    ), others
+    # Told why: the writer was interrupted (not an empty result that fails further on).
+    assert "the intake writer was interrupted" in caplog.text or all(
+        isinstance(o, RuntimeError) for o in others
+    )
+    assert count(sessions, Case) == 0

@@ -15,6 +15,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 
+import robot.webhooks.messages as messages_module
 from robot.app import create_app
 from robot.config import Settings
 from robot.db import is_postgres, read_session
@@ -515,3 +516,134 @@ def test_on_sqlite_callbacks_that_arrive_during_a_write_share_the_next_transacti
     assert load(sessions, sms.id).outcome == "delivered"
     if not postgres:
         assert len(begins) == 1  # the two callbacks in one transaction
+
+
+def _queued_behind_a_write(
+    app: Flask, engine: Any, posts: list[tuple[str, dict[str, str]]]
+) -> tuple[dict[int, int], int]:
+    """SQLite: send ``posts`` one by one while a write is under way, each queued before the
+    next is sent (so the group's order is known); their answers and the transactions begun."""
+    group = status_group(app.extensions["robot"])
+    writing, release, counting = threading.Event(), threading.Event(), threading.Event()
+    begins: list[object] = []
+
+    def count_begin(conn: object) -> None:
+        if counting.is_set():
+            begins.append(conn)
+
+    def slow_write(_conn: Any) -> bool:
+        writing.set()
+        assert release.wait(30)
+        return False
+
+    event.listen(engine, "begin", count_begin)
+    leader = threading.Thread(target=group.apply, args=(slow_write,))
+    leader.start()
+    answers: dict[int, int] = {}
+    threads: list[threading.Thread] = []
+    try:
+        assert writing.wait(10)
+        for i, (path, params) in enumerate(posts):
+            client = app.test_client()
+            thread = threading.Thread(
+                target=lambda i=i, client=client, path=path, params=params: answers.__setitem__(
+                    i, signed_post(client, path, params).status_code
+                )
+            )
+            thread.start()
+            threads.append(thread)
+            deadline = time.monotonic() + 10
+            while group.queued <= i and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert group.queued == i + 1
+        counting.set()
+    finally:
+        release.set()
+        leader.join(30)
+        for thread in threads:
+            thread.join(30)
+        event.remove(engine, "begin", count_begin)
+    return answers, len(begins)
+
+
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@SQLITE_ONLY
+def test_callbacks_of_one_attempt_in_one_group_apply_in_order_once(
+    app: Flask, engine: Any, attempt: Attempt, sessions: sessionmaker[Session]
+) -> None:
+    path = f"/twilio/call/{attempt.code}/status"
+    completed = status_params("completed", 2, CallDuration="5")
+    posts = [(path, status_params("ringing", 1)), (path, completed), (path, completed)]
+    answers, transactions = _queued_behind_a_write(app, engine, posts)
+    assert answers == {0: 200, 1: 200, 2: 200}
+    assert transactions == 1
+    # Each read the row as the one before left it: the repeat changed nothing.
+    assert [e.data["CallStatus"] for e in events(sessions, "call.status")] == [
+        "ringing",
+        "completed",
+    ]
+    assert len(events(sessions, "attempt.finished")) == 1
+    assert load(sessions, attempt.id).state == AttemptState.FINISHED.value
+
+
+@SQLITE_ONLY
+def test_a_text_that_blocks_sms_shares_a_group_with_a_call_of_its_case(
+    app: Flask, engine: Any, attempt: Attempt, sessions: sessionmaker[Session]
+) -> None:
+    sms = _sms_attempt(sessions, attempt.case_id, "+8613800138000")
+    undelivered = {
+        "MessageSid": sms.provider_sid or "",
+        "MessageStatus": "undelivered",
+        "ErrorCode": "30006",
+    }
+    posts = [
+        (f"/twilio/sms/{sms.code}/status", undelivered),
+        (f"/twilio/call/{attempt.code}/status", status_params("completed", 1, CallDuration="5")),
+    ]
+    answers, transactions = _queued_behind_a_write(app, engine, posts)
+    assert answers == {0: 200, 1: 200}
+    assert transactions == 1  # the follow-up's ORM session joined the group's transaction
+    with sessions() as session:
+        case = session.get(Case, attempt.case_id)
+        assert case is not None and case.sms_blocked
+    assert len(events(sessions, "channel.blocked")) == 1
+    assert load(sessions, attempt.id).state == AttemptState.FINISHED.value
+
+
+@SQLITE_ONLY
+def test_a_callback_that_fails_in_a_group_fails_alone(
+    app: Flask,
+    engine: Any,
+    attempt: Attempt,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(applied: Any) -> None:
+        raise ValueError("a fault in the follow-up")
+
+    monkeypatch.setattr(
+        messages_module,
+        "_BLOCK_IF_PERMANENT",
+        replace(messages_module._BLOCK_IF_PERMANENT, run=broken),
+    )
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # answered as a server error, as in production
+    sms = _sms_attempt(sessions, attempt.case_id, "+8613800138000")
+    undelivered = {
+        "MessageSid": sms.provider_sid or "",
+        "MessageStatus": "undelivered",
+        "ErrorCode": "30006",
+    }
+    call_path = f"/twilio/call/{attempt.code}/status"
+    posts = [
+        (call_path, status_params("ringing", 1)),
+        (f"/twilio/sms/{sms.code}/status", undelivered),
+        (call_path, status_params("completed", 2, CallDuration="5")),
+    ]
+    answers, transactions = _queued_behind_a_write(app, engine, posts)
+    assert answers[0] == 200 and answers[2] == 200
+    assert answers[1] >= 500  # Twilio retries it later
+    assert transactions == 1 + 3  # the failed group, then each on its own
+    assert load(sessions, sms.id).outcome is None
+    assert load(sessions, attempt.id).state == AttemptState.FINISHED.value

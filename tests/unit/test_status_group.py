@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 
 from robot.webhooks.group import StatusGroup
 
@@ -36,8 +37,11 @@ def written(engine: Engine) -> set[str]:
 
 
 def run_behind_a_leader(
-    engine: Engine, group: StatusGroup, writes: list[Callable[[Connection], bool]]
-) -> tuple[dict[int, object], int]:
+    engine: Engine,
+    group: StatusGroup,
+    writes: list[Callable[[Connection], bool]],
+    before_release: Callable[[], None] = lambda: None,
+) -> tuple[dict[int, BaseException | bool], int]:
     """Queue ``writes`` while a leader is writing; their results (or errors) and transactions."""
     writing, release = threading.Event(), threading.Event()
 
@@ -49,13 +53,13 @@ def run_behind_a_leader(
     first = threading.Thread(target=group.apply, args=(leader,))
     first.start()
     assert writing.wait(10)
-    outcomes: dict[int, object] = {}
+    outcomes: dict[int, BaseException | bool] = {}
     begins: list[object] = []
 
     def run(index: int, write: Callable[[Connection], bool]) -> None:
         try:
             outcomes[index] = group.apply(write)
-        except Exception as exc:
+        except BaseException as exc:  # the leader re-raises an interrupt in its own thread
             outcomes[index] = exc
 
     threads = [threading.Thread(target=run, args=item) for item in enumerate(writes)]
@@ -72,6 +76,7 @@ def run_behind_a_leader(
 
     event.listen(engine, "begin", count)
     try:
+        before_release()
         release.set()
         first.join(10)
         for thread in threads:
@@ -113,3 +118,42 @@ def test_a_write_alone_is_committed_at_once(engine: Engine) -> None:
     with pytest.raises(Exception, match="UNIQUE"):
         group.apply(insert("wake-alone"))
     assert group.apply(insert("after")) is False  # the group is not stuck after an error
+
+
+def test_an_interrupted_leader_leaves_no_one_believing_their_write_landed(engine: Engine) -> None:
+    def interrupt(conn: Connection) -> bool:
+        raise KeyboardInterrupt
+
+    group = StatusGroup(engine)
+    outcomes, _ = run_behind_a_leader(engine, group, [insert("a"), interrupt, insert("c")])
+    # The leader's thread carries the interrupt; everyone else is told their write failed.
+    assert sum(isinstance(o, KeyboardInterrupt) for o in outcomes.values()) == 1
+    others = [o for o in outcomes.values() if not isinstance(o, KeyboardInterrupt)]
+    assert len(others) == 2
+    assert all(isinstance(o, RuntimeError) and "interrupted" in str(o) for o in others)
+    assert written(engine) == set()  # rolled back, and nobody was answered "written"
+    assert group.apply(insert("after")) is False
+
+
+def test_when_the_transaction_cannot_begin_every_member_gets_that_error_at_once(
+    engine: Engine,
+) -> None:
+    refuse = threading.Event()
+    tries: list[Connection] = []
+
+    def busy(conn: Connection) -> None:
+        if refuse.is_set():
+            tries.append(conn)
+            raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+
+    event.listen(engine, "begin", busy)
+    group = StatusGroup(engine)
+    writes = [insert("a"), insert("b"), insert("c")]
+    try:
+        outcomes, _ = run_behind_a_leader(engine, group, writes, before_release=refuse.set)
+    finally:
+        event.remove(engine, "begin", busy)
+    assert all(isinstance(o, OperationalError) for o in outcomes.values()), outcomes
+    # One try for the group, not one more for each of its members (each would wait as long).
+    assert len(tries) == 1
+    assert written(engine) == set()
