@@ -5,9 +5,8 @@ transaction, not per warning: BEGIN and COMMIT, the look-ups of stored ids and o
 fixed cost of each INSERT, and on SQLite the wait for the write lock. The batch path stores a
 warning for a fraction of that. So each web process has one :class:`GroupWriter`. A request puts
 its checked warnings in the queue and waits for the process's write turn
-(:mod:`robot.groupcommit`). The first to get it
-(the leader) takes everything queued, stores it through :func:`accept_warnings` in one
-transaction, and hands each request its own results. No extra thread and no timer: a request
+(:mod:`robot.groupcommit`). The first to get it (the leader) takes everything queued, stores it
+through :func:`accept_warnings` in one transaction, and hands each request its own results. No extra thread and no timer: a request
 alone is written at once, as before, and a group only forms while another write is under way.
 
 On PostgreSQL a request of one warning first tries its one statement (:mod:`robot.intake.lone`)
