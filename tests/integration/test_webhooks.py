@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -451,27 +452,7 @@ def test_on_sqlite_callbacks_that_arrive_during_a_write_share_the_next_transacti
     # is answered only after its own commit, and shares the next transaction with the others
     # queued beside it. PostgreSQL takes concurrent writers: its callbacks never queue.
     postgres = is_postgres(engine)
-    group = status_group(app.extensions["robot"])
     sms = _sms_attempt(sessions, attempt.case_id, "+8613800138000")
-    writing, release, counting = threading.Event(), threading.Event(), threading.Event()
-    begins: list[object] = []
-
-    def count_begin(conn: object) -> None:
-        if counting.is_set():
-            begins.append(conn)
-
-    event.listen(engine, "begin", count_begin)
-
-    def slow_write(_conn: Any) -> bool:
-        writing.set()
-        assert release.wait(30)
-        return False
-
-    leader = threading.Thread(target=group.apply, args=(slow_write,))
-    leader.start()
-    assert writing.wait(10)
-    answers: list[int] = []
-    client = app.test_client()
     posts = [
         (f"/twilio/call/{attempt.code}/status", status_params("completed", 1, CallDuration="5")),
         (
@@ -479,50 +460,35 @@ def test_on_sqlite_callbacks_that_arrive_during_a_write_share_the_next_transacti
             {"MessageSid": sms.provider_sid or "", "MessageStatus": "delivered"},
         ),
     ]
-    threads = [
-        threading.Thread(
-            target=lambda path=path, params=params: answers.append(
-                signed_post(client, path, params).status_code
-            )
-        )
-        for path, params in posts
-    ]
-    try:
-        for thread in threads:
-            thread.start()
+
+    def while_the_write_is_under_way(answers: dict[int, int]) -> None:
         if postgres:
-            for thread in threads:
-                thread.join(30)
-        else:
-            deadline = time.monotonic() + 10
-            while group.queued < 2 and time.monotonic() < deadline:
-                time.sleep(0.005)
-            assert group.queued == 2
-            assert answers == []  # nothing answered before its commit
-            with read_session(sessions) as session:  # no write lock: the leader holds it
-                placed = session.get(Attempt, attempt.id)
-                assert placed is not None
-                assert placed.state == AttemptState.PLACED.value
-            counting.set()
-        release.set()
-        leader.join(30)
-        for thread in threads:
-            thread.join(30)
-    finally:
-        release.set()
-        event.remove(engine, "begin", count_begin)
-    assert answers == [200, 200]
+            assert answers == {0: 200, 1: 200}  # answered without waiting
+            return
+        assert answers == {}  # nothing answered before its commit
+        with read_session(sessions) as session:  # no write lock: the leader holds it
+            placed = session.get(Attempt, attempt.id)
+            assert placed is not None
+            assert placed.state == AttemptState.PLACED.value
+
+    answers, transactions = _sent_during_a_write(app, engine, posts, while_the_write_is_under_way)
+    assert answers == {0: 200, 1: 200}
     assert load(sessions, attempt.id).state == AttemptState.FINISHED.value
     assert load(sessions, sms.id).outcome == "delivered"
     if not postgres:
-        assert len(begins) == 1  # the two callbacks in one transaction
+        assert transactions == 1  # the two callbacks in one transaction
 
 
-def _queued_behind_a_write(
-    app: Flask, engine: Any, posts: list[tuple[str, dict[str, str]]]
+def _sent_during_a_write(
+    app: Flask,
+    engine: Any,
+    posts: list[tuple[str, dict[str, str]]],
+    while_under_way: Callable[[dict[int, int]], None] = lambda answers: None,
 ) -> tuple[dict[int, int], int]:
-    """SQLite: send ``posts`` one by one while a write is under way, each queued before the
-    next is sent (so the group's order is known); their answers and the transactions begun."""
+    """Send ``posts`` one by one while a status write is under way, each queued (SQLite) or
+    answered (PostgreSQL) before the next is sent, so a group's order is known. Then
+    ``while_under_way(answers so far)``, the write's end, and the answers and the transactions
+    begun after the last post."""
     group = status_group(app.extensions["robot"])
     writing, release, counting = threading.Event(), threading.Event(), threading.Event()
     begins: list[object] = []
@@ -550,12 +516,14 @@ def _queued_behind_a_write(
                     i, signed_post(client, path, params).status_code
                 )
             )
+            queued_before = group.queued
             thread.start()
             threads.append(thread)
             deadline = time.monotonic() + 10
-            while group.queued <= i and time.monotonic() < deadline:
+            while group.queued == queued_before and i not in answers:
+                assert time.monotonic() < deadline, "the callback was neither queued nor answered"
                 time.sleep(0.001)
-            assert group.queued == i + 1
+        while_under_way(dict(answers))
         counting.set()
     finally:
         release.set()
@@ -576,7 +544,7 @@ def test_callbacks_of_one_attempt_in_one_group_apply_in_order_once(
     path = f"/twilio/call/{attempt.code}/status"
     completed = status_params("completed", 2, CallDuration="5")
     posts = [(path, status_params("ringing", 1)), (path, completed), (path, completed)]
-    answers, transactions = _queued_behind_a_write(app, engine, posts)
+    answers, transactions = _sent_during_a_write(app, engine, posts)
     assert answers == {0: 200, 1: 200, 2: 200}
     assert transactions == 1
     # Each read the row as the one before left it: the repeat changed nothing.
@@ -602,7 +570,7 @@ def test_a_text_that_blocks_sms_shares_a_group_with_a_call_of_its_case(
         (f"/twilio/sms/{sms.code}/status", undelivered),
         (f"/twilio/call/{attempt.code}/status", status_params("completed", 1, CallDuration="5")),
     ]
-    answers, transactions = _queued_behind_a_write(app, engine, posts)
+    answers, transactions = _sent_during_a_write(app, engine, posts)
     assert answers == {0: 200, 1: 200}
     assert transactions == 1  # the follow-up's ORM session joined the group's transaction
     with sessions() as session:
@@ -641,7 +609,7 @@ def test_a_callback_that_fails_in_a_group_fails_alone(
         (f"/twilio/sms/{sms.code}/status", undelivered),
         (call_path, status_params("completed", 2, CallDuration="5")),
     ]
-    answers, transactions = _queued_behind_a_write(app, engine, posts)
+    answers, transactions = _sent_during_a_write(app, engine, posts)
     assert answers[0] == 200 and answers[2] == 200
     assert answers[1] >= 500  # Twilio retries it later
     assert transactions == 1 + 3  # the failed group, then each on its own
